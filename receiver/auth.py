@@ -1,0 +1,76 @@
+"""Webhook and write-endpoint authentication: a bearer token and/or basic auth.
+
+Alertmanager's `http_config` can send either (`authorization.credentials` or `basic_auth`),
+and a Dynatrace custom webhook can set an `Authorization` header. Every comparison runs in
+constant time, and no credential is ever put in an error or a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hmac
+
+from receiver.errors import AuthError
+from receiver.settings import Secret, Settings
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Credentials:
+    token: Secret | None
+    basic_username: str | None
+    basic_password: Secret | None
+    disabled: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Credentials:
+        return cls(
+            token=settings.auth_token,
+            basic_username=settings.auth_basic_username,
+            basic_password=settings.auth_basic_password,
+            disabled=settings.auth_disabled,
+        )
+
+    @property
+    def configured(self) -> bool:
+        return self.token is not None or self.basic_password is not None
+
+    @property
+    def challenge(self) -> str:
+        schemes = []
+        if self.token is not None:
+            schemes.append('Bearer realm="selfheal-receiver"')
+        if self.basic_password is not None:
+            schemes.append('Basic realm="selfheal-receiver"')
+        return ", ".join(schemes) or 'Bearer realm="selfheal-receiver"'
+
+    def verify(self, authorization: str | None) -> None:
+        """Return if `authorization` (the header's value) is acceptable, else raise AuthError."""
+        if self.disabled:
+            return
+        if not authorization:
+            raise AuthError("missing Authorization header")
+        scheme, _, value = authorization.strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() == "bearer" and self.token is not None:
+            if _same(value, self.token.reveal()):
+                return
+            raise AuthError("wrong bearer token")
+        if scheme.lower() == "basic" and self.basic_password is not None:
+            try:
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                raise AuthError("malformed basic credentials") from None
+            username, _, password = decoded.partition(":")
+            # Both compared, always: an early exit would tell which half was wrong by timing.
+            user_ok = _same(username, self.basic_username or "")
+            password_ok = _same(password, self.basic_password.reveal())
+            if user_ok and password_ok:
+                return
+            raise AuthError("wrong basic credentials")
+        raise AuthError(f"unsupported authorization scheme {scheme[:20]!r}")
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))

@@ -1,0 +1,83 @@
+"""The `receiver` command: serve, check."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from receiver import configtree, logs, server, settings
+from receiver.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="receiver", description="Self-healing for Kubernetes workloads."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the service")
+    serve.add_argument("--config", type=Path, default=Path("config"), help="configuration dir")
+    serve.add_argument("--host", help="listen address (default from settings: 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="listen port (default from settings: 8080)")
+    serve.set_defaults(run=_serve)
+
+    check = commands.add_parser("check", help="validate a configuration directory")
+    check.add_argument("--config", type=Path, default=Path("config"), help="configuration dir")
+    check.set_defaults(run=_check)
+
+    args = parser.parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        config = settings.load(args.config)
+        tree = configtree.scan(args.config)
+        logs.setup(format=config.log_format, level=config.log_level)
+        app = server.create_app(config, tree)
+    except ConfigError as e:
+        print(f"receiver: {e}", file=sys.stderr)
+        print(
+            f"receiver: run `receiver check --config {args.config}` for every problem",
+            file=sys.stderr,
+        )
+        return 2
+    host = args.host or config.host
+    port = args.port if args.port is not None else config.port
+    logger.info(
+        "receiver.starting",
+        extra={
+            "host": host,
+            "port": port,
+            "config": str(args.config),
+            "services": [str(ref) for ref in tree.services()],
+        },
+    )
+    web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=10)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    loaded, errors = settings.load_checked(args.config)
+    try:
+        tree = configtree.scan(args.config)
+    except ConfigError as e:
+        errors.append(e)
+    else:
+        errors.extend(configtree.check(tree))
+    for error in errors:
+        print(error)
+    if errors:
+        print(f"{len(errors)} problem(s) found", file=sys.stderr)
+        return 1
+    assert loaded is not None
+    print(f"{args.config}: OK ({len(tree.services())} service(s))")
+    return 0

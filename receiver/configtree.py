@@ -1,0 +1,112 @@
+"""The configuration directory in Keptn's config-repo layout.
+
+    DIR/receiver.yaml                                   settings
+    DIR/<project>/<stage>/remediation.yaml              stage-level fallback
+    DIR/<project>/<stage>/<service>/remediation.yaml    per service (wins)
+    DIR/<project>/<stage>/<service>/slo.yaml, sli.yaml  (sli.yaml also per stage / project)
+
+The tree is indexed once at start-up. Lookups go through the index with names from the
+payload as keys, never by joining payload text into a path: a payload cannot reach a file
+that the index does not hold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from receiver.errors import ConfigError
+from receiver.models import ServiceRef
+
+REMEDIATION = "remediation.yaml"
+SLO = "slo.yaml"
+SLI = "sli.yaml"
+SERVICE_FILES = (REMEDIATION, SLO, SLI)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class ConfigTree:
+    root: Path
+    files: frozenset[Path]  # every service-level file found, relative to root
+    _by_parts: dict[tuple[str, ...], Path] = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_parts", {path.parts: path for path in self.files})
+
+    def remediation_file(self, ref: ServiceRef) -> Path | None:
+        """The service's remediation.yaml, else its stage's, else None."""
+        # On the path of every webhook: plain tuple lookups, no Path built per call.
+        names = (ref.project, ref.stage, ref.service, REMEDIATION)
+        found = self._by_parts.get(names) or self._by_parts.get((*names[:2], REMEDIATION))
+        return self.root / found if found else None
+
+    def slo_file(self, ref: ServiceRef) -> Path | None:
+        return self._first(Path(ref.project, ref.stage, ref.service, SLO))
+
+    def sli_files(self, ref: ServiceRef) -> tuple[Path, ...]:
+        """sli.yaml of project, stage and service that exist, least specific first."""
+        candidates = (
+            Path(ref.project, SLI),
+            Path(ref.project, ref.stage, SLI),
+            Path(ref.project, ref.stage, ref.service, SLI),
+        )
+        return tuple(self.root / c for c in candidates if c in self.files)
+
+    def services(self) -> tuple[ServiceRef, ...]:
+        """Every project/stage/service directory that holds at least one service file."""
+        refs = {
+            ServiceRef(project=p.parts[0], stage=p.parts[1], service=p.parts[2])
+            for p in self.files
+            if len(p.parts) == 4
+        }
+        return tuple(sorted(refs, key=str))
+
+    def _first(self, *candidates: Path) -> Path | None:
+        return next((self.root / c for c in candidates if c in self.files), None)
+
+
+def scan(root: Path) -> ConfigTree:
+    """Index the service files under `root`. Raises ConfigError if `root` is not a directory."""
+    if not root.is_dir():
+        raise ConfigError(str(root), "", "configuration directory does not exist")
+    files = frozenset(
+        path.relative_to(root)
+        for path in root.rglob("*.yaml")
+        if path.name in SERVICE_FILES and 2 <= len(path.relative_to(root).parts) <= 4
+    )
+    return ConfigTree(root=root, files=files)
+
+
+def check(tree: ConfigTree) -> list[ConfigError]:
+    """Problems with the service files that every later check relies on: YAML that loads."""
+    errors: list[ConfigError] = []
+    for relative in sorted(tree.files):
+        file = tree.root / relative
+        try:
+            document = load_yaml(file)
+        except ConfigError as e:
+            errors.append(e)
+            continue
+        if not isinstance(document, dict):
+            errors.append(ConfigError(str(file), "", "expected a mapping at the top level"))
+    for path in sorted(tree.root.rglob("*.yml")):
+        if path.with_suffix(".yaml").name in SERVICE_FILES:
+            errors.append(
+                ConfigError(str(path), "", f"ignored: the file must be named {path.stem}.yaml")
+            )
+    return errors
+
+
+def load_yaml(file: Path) -> Any:
+    try:
+        return yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(str(file), "", f"cannot read: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(str(file), where, f"invalid YAML: {problem}") from e

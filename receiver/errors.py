@@ -1,0 +1,54 @@
+"""Every exception the receiver raises on purpose, in one tree.
+
+    ReceiverError
+    ├── ConfigError            a configuration file or setting is wrong (file + path inside it)
+    ├── PayloadError           a webhook body cannot be used (names the offending field)
+    ├── AuthError              missing or wrong credentials
+    └── JournalError           the journal cannot take the write now
+        ├── JournalOverloaded  too many writes queued: shed load, the sender retries
+        └── JournalUnavailable the database refused the write (locked, full, closed)
+
+Foreign exceptions (sqlite3, json, yaml) are translated into these once, where they arise,
+so that the HTTP layer maps types, not messages, to status codes.
+"""
+
+from __future__ import annotations
+
+
+class ReceiverError(Exception):
+    """Base of every error the receiver raises on purpose."""
+
+
+class ConfigError(ReceiverError):
+    """A configuration problem, located by file and by path inside the file."""
+
+    def __init__(self, file: str, path: str, message: str) -> None:
+        self.file = file
+        self.path = path
+        self.message = message
+        super().__init__(f"{file}: {path}: {message}" if path else f"{file}: {message}")
+
+
+class PayloadError(ReceiverError):
+    """A webhook body that cannot be used; `field` says where, as `alerts[2].status`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class AuthError(ReceiverError):
+    """Missing or wrong credentials. Never carries the credentials themselves."""
+
+
+class JournalError(ReceiverError):
+    """The journal cannot take this write now; the sender should retry later."""
+
+
+class JournalOverloaded(JournalError):
+    """More writes are queued than the journal is allowed to hold."""
+
+
+class JournalUnavailable(JournalError):
+    """SQLite refused the write (locked, disk full, closed)."""

@@ -1,0 +1,620 @@
+"""The durable journal: every delivery, every notification and the problems they make.
+
+SQLite in WAL mode. One writer thread owns the only writing connection and commits in
+groups: requests that arrive while a commit is under way are written together by the next
+one, so a burst shares one fsync instead of paying one each, and the event loop never
+blocks on disk. A webhook is answered only once `record` returns, that is once its
+transaction is committed (with `synchronous=FULL`, once the WAL is fsynced).
+
+Load is shed at the door: when more requests wait for the writer than `max_pending`,
+`record` raises JournalOverloaded at once instead of queueing without bound, and the HTTP
+layer answers 503 so that the sender retries. Nothing is acknowledged and then dropped.
+
+Reads use their own connections on a small thread pool; WAL lets them run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from receiver.errors import JournalOverloaded, JournalUnavailable
+from receiver.models import Notification, Outcome, ProblemKey, Recorded, Signal, Source
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Job = Callable[[sqlite3.Connection, float], T]
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    source TEXT NOT NULL,
+    body BLOB NOT NULL                -- the webhook body exactly as received
+);
+CREATE TABLE IF NOT EXISTS problems (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    occurrence INTEGER NOT NULL,      -- 1 for the first opening of a key, 2 after a resolve, ...
+    title TEXT NOT NULL,
+    state TEXT NOT NULL,              -- open | resolved
+    project TEXT, stage TEXT, service TEXT,
+    url TEXT,
+    repeats INTEGER NOT NULL DEFAULT 0,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    resolved_at REAL,
+    ignored_reason TEXT               -- why no remediation will run, if none will
+);
+CREATE UNIQUE INDEX IF NOT EXISTS problems_open_key
+    ON problems (source, key) WHERE state = 'open';
+CREATE INDEX IF NOT EXISTS problems_key ON problems (key, occurrence);
+CREATE INDEX IF NOT EXISTS problems_service ON problems (project, stage, service);
+CREATE TABLE IF NOT EXISTS notifications (
+    id INTEGER PRIMARY KEY,
+    delivery_id INTEGER NOT NULL REFERENCES deliveries (id),
+    position INTEGER NOT NULL,        -- index of the alert in the delivery (0 for Dynatrace)
+    received_at REAL NOT NULL,
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    signal TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    reason TEXT,
+    problem_id INTEGER REFERENCES problems (id)
+);
+CREATE INDEX IF NOT EXISTS notifications_problem ON notifications (problem_id);
+"""
+
+_PROBLEM_COLUMNS = (
+    "id, source, key, occurrence, title, state, project, stage, service, url, repeats, "
+    "first_seen, last_seen, resolved_at, ignored_reason"
+)
+_MAX_GROUP = 512  # requests per group commit; bounds the latency of one commit
+
+
+@dataclasses.dataclass(slots=True)
+class _Request:
+    job: Job[Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+class Journal:
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "full",
+        max_pending: int = 1000,
+        busy_timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self._synchronous = synchronous.upper()
+        self._max_pending = max_pending
+        self._busy_timeout = busy_timeout
+        self._clock = clock
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._pending = 0
+        self._writer: threading.Thread | None = None
+        self._readers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reader_local = threading.local()
+        self._reader_connections: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._index = _OpenIndex()  # owned by the writer thread
+        self.commit_seconds: Callable[[float], None] = lambda seconds: None
+
+    @property
+    def open_problems(self) -> int:
+        return len(self._index.open)
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    @property
+    def is_open(self) -> bool:
+        return self._writer is not None and self._writer.is_alive()
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(ready,), name="journal-writer", daemon=True
+        )
+        self._writer.start()
+        await asyncio.wrap_future(ready)
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="journal-read"
+        )
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        with self._reader_lock:
+            for connection in self._reader_connections:
+                connection.close()
+            self._reader_connections.clear()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def write(self, job: Job[T], *, shed: bool = True) -> T:
+        """Run `job(connection, now)` in a committed transaction; its result once committed.
+
+        With `shed`, raise JournalOverloaded at once when too many writes are waiting.
+        """
+        if not self.is_open:
+            raise JournalUnavailable("the journal is closed")
+        if shed and self._pending >= self._max_pending:
+            raise JournalOverloaded(f"{self._pending} writes are waiting for the journal")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._pending += 1
+        future.add_done_callback(self._done)
+        self._queue.put(_Request(job=job, future=future, loop=loop))
+        # shield: a client that hangs up must not un-record what is being committed.
+        return await asyncio.shield(future)
+
+    def _done(self, _: asyncio.Future[Any]) -> None:
+        self._pending -= 1
+
+    async def record(
+        self,
+        delivery: bytes,
+        notifications: Sequence[Notification],
+        *,
+        reasons: Sequence[str | None],
+        source: Source,
+    ) -> tuple[Recorded, ...]:
+        """Commit one webhook delivery and what each of its notifications does to problems.
+
+        `reasons[i]` is why notification i will start no remediation (None: it may).
+        """
+
+        def job(connection: sqlite3.Connection, now: float) -> tuple[Recorded, ...]:
+            return self._apply(connection, now, source, delivery, notifications, reasons)
+
+        return await self.write(job)
+
+    def _apply(
+        self,
+        connection: sqlite3.Connection,
+        now: float,
+        source: Source,
+        delivery: bytes,
+        notifications: Sequence[Notification],
+        reasons: Sequence[str | None],
+    ) -> tuple[Recorded, ...]:
+        # Decisions come from the writer's in-memory index of open problems, so a
+        # notification costs no SELECT; the writes are batched per statement, in order.
+        index = self._index
+        writes = _Writes()
+        delivery_id = index.take_delivery_id()
+        writes.add(
+            "INSERT INTO deliveries (id, received_at, source, body) VALUES (?, ?, ?, ?)",
+            (delivery_id, now, source.value, delivery),
+        )
+        results = []
+        for position, (n, reason) in enumerate(zip(notifications, reasons, strict=True)):
+            open_key = (n.source.value, n.key)
+            current = index.open.get(open_key)
+            problem_id = current.id if current else None
+            if n.signal is Signal.TEST:
+                outcome, reason = Outcome.TEST, "test notification: recorded, starts nothing"
+                problem_id = None
+            elif n.signal is Signal.OTHER:
+                outcome = Outcome.IGNORED
+                reason = f"state {n.raw.get('State')!r} is recorded but not acted on"
+            elif n.signal is Signal.OPEN and current:
+                writes.add(
+                    "UPDATE problems SET repeats = repeats + 1, last_seen = ? WHERE id = ?",
+                    (now, current.id),
+                )
+                outcome, reason = Outcome.REPEATED, current.ignored_reason
+            elif n.signal is Signal.OPEN:
+                problem_id = index.take_problem_id()
+                writes.add(
+                    "INSERT INTO problems (id, source, key, occurrence, title, state, project,"
+                    " stage, service, url, first_seen, last_seen, ignored_reason)"
+                    " VALUES (?, ?, ?, 1 + (SELECT COALESCE(MAX(occurrence), 0) FROM problems"
+                    " WHERE source = ? AND key = ?), ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        problem_id,
+                        n.source.value,
+                        n.key,
+                        n.source.value,
+                        n.key,
+                        n.title,
+                        n.project,
+                        n.stage,
+                        n.service,
+                        n.url,
+                        now,
+                        now,
+                        reason,
+                    ),
+                )
+                index.open[open_key] = _OpenProblem(id=problem_id, ignored_reason=reason)
+                outcome = Outcome.OPENED
+            elif current:
+                writes.add(
+                    "UPDATE problems SET state = 'resolved', resolved_at = ?, last_seen = ?"
+                    " WHERE id = ?",
+                    (now, now, current.id),
+                )
+                del index.open[open_key]
+                outcome, reason = Outcome.RESOLVED, None
+            else:
+                writes.flush(connection)
+                latest = connection.execute(
+                    "SELECT id FROM problems WHERE source = ? AND key = ?"
+                    " ORDER BY occurrence DESC LIMIT 1",
+                    open_key,
+                ).fetchone()
+                problem_id = latest[0] if latest else None
+                outcome = Outcome.IGNORED
+                reason = "already resolved" if latest else "no open problem with this key"
+            writes.add(
+                "INSERT INTO notifications (delivery_id, position, received_at, source, key,"
+                " signal, outcome, reason, problem_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    delivery_id,
+                    position,
+                    now,
+                    n.source.value,
+                    n.key,
+                    n.signal.value,
+                    outcome.value,
+                    reason,
+                    problem_id,
+                ),
+                last=True,
+            )
+            results.append(
+                Recorded(key=n.key, outcome=outcome, problem_id=problem_id, reason=reason)
+            )
+        writes.flush(connection)
+        return tuple(results)
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
+        if readonly:
+            connection = sqlite3.connect(
+                f"file:{self.path}?mode=ro",
+                uri=True,
+                timeout=self._busy_timeout,
+                check_same_thread=False,
+            )
+        else:
+            connection = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        return connection
+
+    def _write_loop(self, ready: concurrent.futures.Future[None]) -> None:
+        try:
+            connection = self._connect()
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.executescript(_SCHEMA)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._index.reload(connection)
+        except sqlite3.Error as e:
+            ready.set_exception(JournalUnavailable(f"cannot open journal {self.path}: {e}"))
+            return
+        ready.set_result(None)
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    break
+                group = [first]
+                stop = False
+                while len(group) < _MAX_GROUP:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop = True
+                        break
+                    group.append(item)
+                self._commit_group(connection, group)
+                if stop:
+                    break
+        finally:
+            connection.close()
+
+    def _commit_group(self, connection: sqlite3.Connection, group: list[_Request]) -> None:
+        started = time.perf_counter()
+        try:
+            results = self._run(connection, group)
+        except sqlite3.Error as e:
+            self._index.reload(connection)
+            if len(group) > 1:
+                # One bad write must not fail its neighbours: retry each on its own.
+                for request in group:
+                    self._commit_group(connection, [request])
+                return
+            logger.error("journal.write_failed", extra={"error": str(e), "path": self.path})
+            _settle([(group[0], None, JournalUnavailable(f"journal write failed: {e}"))])
+            return
+        except Exception as e:  # a bug in a job: fail that request, keep the writer alive
+            self._index.reload(connection)
+            logger.exception("journal.job_failed")
+            if len(group) > 1:
+                for request in group:
+                    self._commit_group(connection, [request])
+                return
+            _settle([(group[0], None, e)])
+            return
+        self.commit_seconds(time.perf_counter() - started)
+        _settle([(request, result, None) for request, result in zip(group, results, strict=True)])
+
+    def _run(self, connection: sqlite3.Connection, group: list[_Request]) -> list[Any]:
+        now = self._clock()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            results = [request.job(connection, now) for request in group]
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        return results
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None:
+            raise JournalUnavailable("the journal is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._readers, self._read, query)
+        except sqlite3.Error as e:
+            raise JournalUnavailable(f"journal read failed: {e}") from e
+
+    def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        connection: sqlite3.Connection | None = getattr(self._reader_local, "connection", None)
+        if connection is None:
+            connection = self._connect(readonly=True)
+            connection.row_factory = sqlite3.Row
+            self._reader_local.connection = connection
+            with self._reader_lock:
+                self._reader_connections.append(connection)
+        return query(connection)
+
+    async def probe(self) -> None:
+        """Raise JournalError unless a write transaction can be taken now (for readiness)."""
+        await self.write(lambda connection, now: None, shed=False)
+
+    async def problems(
+        self,
+        *,
+        project: str | None = None,
+        stage: str | None = None,
+        service: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        filters = {"project": project, "stage": stage, "service": service, "state": state}
+        where = [f"{name} = ?" for name, value in filters.items() if value is not None]
+        values = [value for value in filters.values() if value is not None]
+        sql = (
+            f"SELECT {_PROBLEM_COLUMNS} FROM problems"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY id DESC LIMIT ?"
+        )
+        rows = await self.read(lambda c: c.execute(sql, (*values, limit)).fetchall())
+        return [_problem(row) for row in rows]
+
+    async def problem(self, key: ProblemKey) -> dict[str, Any] | None:
+        """The newest occurrence of `key`, with its notifications and earlier occurrences."""
+
+        def query(connection: sqlite3.Connection) -> dict[str, Any] | None:
+            rows = connection.execute(
+                f"SELECT {_PROBLEM_COLUMNS} FROM problems WHERE key = ? ORDER BY id DESC",
+                (key,),
+            ).fetchall()
+            if not rows:
+                return None
+            problem = _problem(rows[0])
+            problem["occurrences"] = [
+                {
+                    "id": r["id"],
+                    "occurrence": r["occurrence"],
+                    "state": r["state"],
+                    "first_seen": _iso(r["first_seen"]),
+                    "resolved_at": _iso(r["resolved_at"]),
+                }
+                for r in rows
+            ]
+            notes = connection.execute(
+                "SELECT n.id, n.received_at, n.signal, n.outcome, n.reason, n.position,"
+                " d.body FROM notifications n JOIN deliveries d ON d.id = n.delivery_id"
+                " WHERE n.problem_id = ? ORDER BY n.id",
+                (problem["id"],),
+            ).fetchall()
+            problem["notifications"] = [_notification(row) for row in notes]
+            return problem
+
+        return await self.read(query)
+
+    async def notifications(
+        self, *, outcome: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Recent notifications, newest first: how to see what was ignored and why."""
+        sql = (
+            "SELECT n.id, n.received_at, n.source, n.key, n.signal, n.outcome, n.reason,"
+            " n.problem_id, n.position FROM notifications n"
+            + (" WHERE n.outcome = ?" if outcome else "")
+            + " ORDER BY n.id DESC LIMIT ?"
+        )
+        args = (outcome, limit) if outcome else (limit,)
+        rows = await self.read(lambda c: c.execute(sql, args).fetchall())
+        return [
+            {
+                "id": r["id"],
+                "received_at": _iso(r["received_at"]),
+                "source": r["source"],
+                "key": r["key"],
+                "signal": r["signal"],
+                "outcome": r["outcome"],
+                "reason": r["reason"],
+                "problem_id": r["problem_id"],
+            }
+            for r in rows
+        ]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _OpenProblem:
+    id: int
+    ignored_reason: str | None
+
+
+class _OpenIndex:
+    """The writer's memory of open problems and of the next ids, mirrored from the database.
+
+    The writer is the only writer, so the mirror stays exact; after a rolled-back
+    transaction it is rebuilt from what the database holds.
+    """
+
+    def __init__(self) -> None:
+        self.open: dict[tuple[str, str], _OpenProblem] = {}
+        self._next_problem_id = 1
+        self._next_delivery_id = 1
+
+    def reload(self, connection: sqlite3.Connection) -> None:
+        self.open = {
+            (source, key): _OpenProblem(id=problem_id, ignored_reason=reason)
+            for source, key, problem_id, reason in connection.execute(
+                "SELECT source, key, id, ignored_reason FROM problems WHERE state = 'open'"
+            )
+        }
+        ((problems,),) = connection.execute("SELECT COALESCE(MAX(id), 0) FROM problems")
+        ((deliveries,),) = connection.execute("SELECT COALESCE(MAX(id), 0) FROM deliveries")
+        self._next_problem_id, self._next_delivery_id = problems + 1, deliveries + 1
+
+    def take_problem_id(self) -> int:
+        self._next_problem_id += 1
+        return self._next_problem_id - 1
+
+    def take_delivery_id(self) -> int:
+        self._next_delivery_id += 1
+        return self._next_delivery_id - 1
+
+
+class _Writes:
+    """Statements to run in order, consecutive runs of the same one sent as one executemany.
+
+    Rows marked `last` (the notifications) go after everything else, which they refer to.
+    """
+
+    def __init__(self) -> None:
+        self._runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+        self._last: list[tuple[str, list[tuple[Any, ...]]]] = []
+
+    def add(self, sql: str, row: tuple[Any, ...], *, last: bool = False) -> None:
+        runs = self._last if last else self._runs
+        if runs and runs[-1][0] == sql:
+            runs[-1][1].append(row)
+        else:
+            runs.append((sql, [row]))
+
+    def flush(self, connection: sqlite3.Connection) -> None:
+        for sql, rows in (*self._runs, *self._last):
+            connection.executemany(sql, rows)
+        self._runs.clear()
+        self._last.clear()
+
+
+def _settle(outcomes: list[tuple[_Request, Any, BaseException | None]]) -> None:
+    """Hand results to their event loops: one wake-up per loop and group, not per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Any, BaseException | None]]]
+    by_loop = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+
+    def settle(items: list[tuple[_Request, Any, BaseException | None]]) -> None:
+        for request, result, error in items:
+            if request.future.done():
+                continue
+            if error is not None:
+                request.future.set_exception(error)
+            else:
+                request.future.set_result(result)
+
+    for loop, items in by_loop.items():
+        # A closed loop means nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, items)
+
+
+def _problem(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "key": row["key"],
+        "source": row["source"],
+        "occurrence": row["occurrence"],
+        "title": row["title"],
+        "state": row["state"],
+        "project": row["project"],
+        "stage": row["stage"],
+        "service": row["service"],
+        "url": row["url"],
+        "repeats": row["repeats"],
+        "first_seen": _iso(row["first_seen"]),
+        "last_seen": _iso(row["last_seen"]),
+        "resolved_at": _iso(row["resolved_at"]),
+        "ignored_reason": row["ignored_reason"],
+    }
+
+
+def _notification(row: sqlite3.Row) -> dict[str, Any]:
+    body = json.loads(row["body"])
+    if isinstance(body, dict) and isinstance(body.get("alerts"), list):
+        payload = body["alerts"][row["position"]]  # one alert of an Alertmanager group
+    else:
+        payload = body
+    return {
+        "id": row["id"],
+        "received_at": _iso(row["received_at"]),
+        "signal": row["signal"],
+        "outcome": row["outcome"],
+        "reason": row["reason"],
+        "payload": payload,
+    }
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,54 @@
+"""The receiver's Prometheus metrics. Labels are bounded: never a problem key or a path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import prometheus_client as prom
+
+
+class Metrics:
+    def __init__(self, registry: prom.CollectorRegistry) -> None:
+        self.registry = registry
+        self.notifications = prom.Counter(
+            "receiver_notifications",
+            "Problem notifications received, by source and what the journal did with them.",
+            ["source", "outcome"],
+            registry=registry,
+        )
+        self.rejected = prom.Counter(
+            "receiver_webhooks_rejected",
+            "Webhook requests not recorded, by source and reason.",
+            ["source", "reason"],
+            registry=registry,
+        )
+        self.open_problems = prom.Gauge(
+            "receiver_open_problems", "Problems currently open.", registry=registry
+        )
+        self.request_seconds = prom.Histogram(
+            "receiver_http_request_duration_seconds",
+            "HTTP request latency by route and status code.",
+            ["route", "method", "status"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.journal_commit_seconds = prom.Histogram(
+            "receiver_journal_commit_seconds",
+            "Time to commit one group of journal writes (fsync included).",
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+        )
+        self.journal_pending = prom.Gauge(
+            "receiver_journal_pending_writes",
+            "Writes waiting for the journal; at store.max_pending new webhooks get 503.",
+            registry=registry,
+        )
+
+    def watch_journal(
+        self, *, open_problems: Callable[[], float], pending: Callable[[], float]
+    ) -> None:
+        self.open_problems.set_function(open_problems)
+        self.journal_pending.set_function(pending)
+
+    def render(self) -> bytes:
+        return prom.generate_latest(self.registry)

@@ -1,0 +1,84 @@
+"""Domain values shared by every layer: what a notification says and what a problem is.
+
+Wire formats (Alertmanager, Dynatrace) are parsed into `Notification`s; the journal turns
+notifications into `Problem`s. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, NewType
+
+ProblemKey = NewType("ProblemKey", str)
+"""The source's stable id of a problem: an Alertmanager fingerprint or a Dynatrace PID."""
+
+
+class Source(enum.Enum):
+    ALERTMANAGER = "alertmanager"
+    DYNATRACE = "dynatrace"
+
+
+class Signal(enum.Enum):
+    """What one notification says about its problem."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+    TEST = "test"  # Dynatrace "Send test notification": recorded, starts nothing
+    OTHER = "other"  # a state we do not act on (Dynatrace MERGED, ...): recorded, ignored
+
+
+class ProblemState(enum.Enum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Outcome(enum.Enum):
+    """What the journal did with one notification."""
+
+    OPENED = "opened"  # a new problem, or a new occurrence of a resolved one
+    REPEATED = "repeated"  # the problem was open already: repeat count and last seen updated
+    RESOLVED = "resolved"  # the open problem was closed
+    IGNORED = "ignored"  # recorded, nothing changed; `reason` says why
+    TEST = "test"  # a test notification, recorded only
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class ServiceRef:
+    project: str
+    stage: str
+    service: str
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.stage}/{self.service}"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Notification:
+    """One problem notification, parsed from a webhook; one alert of a group is one of these."""
+
+    source: Source
+    key: ProblemKey
+    signal: Signal
+    title: str
+    project: str | None
+    stage: str | None
+    service: str | None
+    url: str | None
+    raw: dict[str, Any]  # the part of the payload that carried this notification, as received
+
+    @property
+    def service_ref(self) -> ServiceRef | None:
+        if self.project and self.stage and self.service:
+            return ServiceRef(project=self.project, stage=self.stage, service=self.service)
+        return None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Recorded:
+    """The journal's answer for one notification, once it is committed."""
+
+    key: ProblemKey
+    outcome: Outcome
+    problem_id: int | None
+    reason: str | None

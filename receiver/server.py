@@ -1,0 +1,329 @@
+"""The HTTP service: webhooks in, problems out, health and metrics.
+
+Handlers parse, triage and hand over to the journal; one middleware maps every domain
+error to its status code and a JSON body a person can act on, and measures every request.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import prometheus_client as prom
+from aiohttp import web
+
+from receiver import triage
+from receiver.auth import Credentials
+from receiver.configtree import ConfigTree
+from receiver.errors import (
+    AuthError,
+    ConfigError,
+    JournalError,
+    JournalOverloaded,
+    PayloadError,
+)
+from receiver.journal import Journal
+from receiver.metrics import Metrics
+from receiver.models import Notification, Outcome, ProblemKey, Recorded, Source
+from receiver.settings import Settings
+from receiver.sources import alertmanager, dynatrace
+
+logger = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+TREE = web.AppKey("tree", ConfigTree)
+JOURNAL = web.AppKey("journal", Journal)
+METRICS = web.AppKey("metrics", Metrics)
+CREDENTIALS = web.AppKey("credentials", Credentials)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_PROBLEM_STATES = ("open", "resolved")
+
+
+def create_app(
+    settings: Settings,
+    tree: ConfigTree,
+    *,
+    registry: prom.CollectorRegistry | None = None,
+) -> web.Application:
+    credentials = Credentials.from_settings(settings)
+    if not credentials.disabled and not credentials.configured:
+        raise ConfigError(
+            "receiver.yaml",
+            "auth",
+            "webhooks need credentials: set RECEIVER_AUTH_TOKEN (or auth.token_file, or basic"
+            " auth), or switch authentication off explicitly with auth.disabled: true",
+        )
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[_errors_and_metrics]
+    )
+    app[SETTINGS] = settings
+    app[TREE] = tree
+    app[CREDENTIALS] = credentials
+    app[METRICS] = Metrics(registry if registry is not None else prom.CollectorRegistry())
+    app.cleanup_ctx.append(_journal_context)
+    app.router.add_post("/webhooks/alertmanager", _alertmanager_webhook)
+    app.router.add_post("/webhooks/dynatrace", _dynatrace_webhook)
+    app.router.add_get("/api/v1/problems", _list_problems)
+    app.router.add_get("/api/v1/problems/{key}", _get_problem)
+    app.router.add_get("/api/v1/notifications", _list_notifications)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+async def _journal_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if app[CREDENTIALS].disabled:
+        logger.warning(
+            "auth.disabled",
+            extra={
+                "detail": "webhooks and write endpoints accept requests without credentials",
+            },
+        )
+    journal = Journal(
+        settings.store_path,
+        synchronous=settings.store_synchronous,
+        max_pending=settings.store_max_pending,
+        busy_timeout=settings.store_busy_timeout,
+    )
+    await journal.open()
+    metrics = app[METRICS]
+    journal.commit_seconds = metrics.journal_commit_seconds.observe
+    metrics.watch_journal(
+        open_problems=lambda: journal.open_problems, pending=lambda: journal.pending
+    )
+    app[JOURNAL] = journal
+    logger.info(
+        "journal.opened",
+        extra={
+            "path": settings.store_path,
+            "synchronous": settings.store_synchronous,
+            "open_problems": journal.open_problems,
+        },
+    )
+    yield
+    await journal.close()
+
+
+# -- middleware --------------------------------------------------------------------------------
+
+
+@web.middleware
+async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except PayloadError as e:
+        _reject(request, "invalid_payload")
+        response = _error(400, "invalid payload", field=e.field, detail=e.message)
+    except AuthError as e:
+        _reject(request, "unauthorized")
+        response = _error(401, "unauthorized", detail=str(e))
+        response.headers["WWW-Authenticate"] = request.app[CREDENTIALS].challenge
+    except JournalError as e:
+        _reject(request, "overloaded" if isinstance(e, JournalOverloaded) else "journal")
+        logger.warning("journal.refused", extra={"error": str(e), "path": request.path})
+        response = _error(503, "not recorded, retry later", detail=str(e))
+        response.headers["Retry-After"] = "1" if isinstance(e, JournalOverloaded) else "5"
+    except web.HTTPRequestEntityTooLarge as e:
+        _reject(request, "too_large")
+        limit = request.app[SETTINGS].max_body_bytes
+        response = _error(413, "body too large", detail=f"the limit is {limit} bytes")
+        del e
+    except web.HTTPException as e:
+        if e.status >= 400:
+            response = _error(e.status, e.reason)
+            for name in ("Allow", "Location"):
+                if name in e.headers:
+                    response.headers[name] = e.headers[name]
+        else:
+            raise
+    except Exception:
+        logger.exception("http.unhandled", extra={"path": request.path})
+        response = _error(500, "internal error", detail="see the receiver's log")
+    route = request.match_info.route.resource
+    request.app[METRICS].request_seconds.labels(
+        route=route.canonical if route is not None else "unmatched",
+        method=request.method,
+        status=str(response.status),
+    ).observe(time.perf_counter() - started)
+    return response
+
+
+def _error(status: int, error: str, **details: Any) -> web.Response:
+    body = {"error": error, **{k: v for k, v in details.items() if v is not None}}
+    return web.json_response(body, status=status)
+
+
+def _reject(request: web.Request, reason: str) -> None:
+    source = request.match_info.get("source") or request.path.rsplit("/", 1)[-1]
+    if request.path.startswith("/webhooks/"):
+        request.app[METRICS].rejected.labels(source=source, reason=reason).inc()
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+
+
+async def _alertmanager_webhook(request: web.Request) -> web.Response:
+    body = await _authenticated_body(request)
+    settings = request.app[SETTINGS]
+    labels = alertmanager.LabelNames(
+        project=settings.labels_project,
+        stage=settings.labels_stage,
+        service=settings.labels_service,
+    )
+    notifications = alertmanager.parse(_decode(body), labels=labels)
+    return await _record(request, Source.ALERTMANAGER, body, notifications)
+
+
+async def _dynatrace_webhook(request: web.Request) -> web.Response:
+    body = await _authenticated_body(request)
+    notification = dynatrace.parse(_decode(body))
+    return await _record(request, Source.DYNATRACE, body, (notification,))
+
+
+async def _authenticated_body(request: web.Request) -> bytes:
+    request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    return await request.read()
+
+
+def _decode(body: bytes) -> Any:
+    if not body.strip():
+        raise PayloadError("body", "empty; expected a JSON object")
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise PayloadError("body", "not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise PayloadError(
+            "body", f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+
+
+async def _record(
+    request: web.Request,
+    source: Source,
+    body: bytes,
+    notifications: tuple[Notification, ...],
+) -> web.Response:
+    app = request.app
+    reasons = [triage.reason(n, tree=app[TREE], settings=app[SETTINGS]) for n in notifications]
+    recorded = await app[JOURNAL].record(body, notifications, reasons=reasons, source=source)
+    for outcome, count in collections.Counter(r.outcome for r in recorded).items():
+        app[METRICS].notifications.labels(source=source.value, outcome=outcome.value).inc(count)
+    for notification, result in zip(notifications, recorded, strict=True):
+        if result.outcome is not Outcome.REPEATED:  # repeats arrive every minute: not news
+            _log_recorded(notification, result)
+    return web.json_response(
+        {
+            "recorded": [
+                {
+                    "key": r.key,
+                    "outcome": r.outcome.value,
+                    "problem_id": r.problem_id,
+                    "reason": r.reason,
+                }
+                for r in recorded
+            ],
+        }
+    )
+
+
+def _log_recorded(notification: Notification, result: Recorded) -> None:
+    logger.info(
+        f"problem.{result.outcome.value}",
+        extra={
+            "source": notification.source.value,
+            "key": result.key,
+            "title": notification.title,
+            "service": str(notification.service_ref or "-"),
+            "problem_id": result.problem_id,
+            "reason": result.reason,
+        },
+    )
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def _authorize_read(request: web.Request) -> None:
+    if request.app[SETTINGS].auth_protect_reads:
+        request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
+
+
+def _limit(request: web.Request) -> int:
+    text = request.query.get("limit", "100")
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise PayloadError("limit", f"expected a whole number from 1 to 1000, got {text!r}")
+    return int(text)
+
+
+async def _list_problems(request: web.Request) -> web.Response:
+    _authorize_read(request)
+    state = request.query.get("state")
+    if state is not None and state not in _PROBLEM_STATES:
+        raise PayloadError("state", f"expected one of {', '.join(_PROBLEM_STATES)}, got {state!r}")
+    problems = await request.app[JOURNAL].problems(
+        project=request.query.get("project"),
+        stage=request.query.get("stage"),
+        service=request.query.get("service"),
+        state=state,
+        limit=_limit(request),
+    )
+    return web.json_response({"problems": problems})
+
+
+async def _get_problem(request: web.Request) -> web.Response:
+    _authorize_read(request)
+    key = ProblemKey(request.match_info["key"])
+    problem = await request.app[JOURNAL].problem(key)
+    if problem is None:
+        return _error(404, "no such problem", key=key)
+    return web.json_response(problem)
+
+
+async def _list_notifications(request: web.Request) -> web.Response:
+    _authorize_read(request)
+    outcome = request.query.get("outcome")
+    outcomes = [o.value for o in Outcome]
+    if outcome is not None and outcome not in outcomes:
+        raise PayloadError("outcome", f"expected one of {', '.join(outcomes)}, got {outcome!r}")
+    notifications = await request.app[JOURNAL].notifications(outcome=outcome, limit=_limit(request))
+    return web.json_response({"notifications": notifications})
+
+
+# -- health ------------------------------------------------------------------------------------
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {"configuration": "loaded"}
+    try:
+        await request.app[JOURNAL].probe()
+        checks["journal"] = "open"
+    except JournalError as e:
+        checks["journal"] = f"unavailable: {e}"
+    ready = all(value in ("loaded", "open") for value in checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[METRICS].render(),
+        headers={"Content-Type": prom.CONTENT_TYPE_LATEST},
+    )

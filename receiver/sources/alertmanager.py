@@ -1,0 +1,100 @@
+"""Alertmanager webhook (payload version 4) → notifications, one per alert.
+
+Keptn read only `alerts[0]` and dropped resolves; a group can carry several alerts and mix
+firing with resolved ones even when the group says `firing`, so every alert is read and its
+own `status` decides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any, TypedDict
+
+from receiver.errors import PayloadError
+from receiver.models import Notification, ProblemKey, Signal, Source
+from receiver.sources import shape
+
+
+class RawAlert(TypedDict, total=False):
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    startsAt: str
+    endsAt: str
+    generatorURL: str
+    fingerprint: str
+
+
+class RawWebhook(TypedDict, total=False):
+    version: str
+    status: str
+    receiver: str
+    alerts: list[RawAlert]
+    groupLabels: dict[str, str]
+    externalURL: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class LabelNames:
+    """Which alert labels carry project, stage and service; the first one present wins."""
+
+    project: tuple[str, ...] = ("project", "keptn_project")
+    stage: tuple[str, ...] = ("stage", "keptn_stage")
+    service: tuple[str, ...] = ("service", "keptn_service")
+
+
+_SIGNALS = {"firing": Signal.OPEN, "resolved": Signal.RESOLVED}
+
+
+def parse(body: Any, *, labels: LabelNames) -> tuple[Notification, ...]:
+    """Every alert of the webhook as a notification; any malformed alert rejects the body."""
+    webhook = shape.require_object(body, "")
+    version = webhook.get("version")
+    if version is not None and str(version) != "4":
+        raise PayloadError("version", f"unsupported webhook version {version!r}, expected '4'")
+    alerts = webhook.get("alerts")
+    if not isinstance(alerts, list):
+        raise PayloadError("alerts", f"expected a list, got {shape.type_name(alerts)}")
+    return tuple(
+        _parse_alert(alert, f"alerts[{index}]", labels=labels) for index, alert in enumerate(alerts)
+    )
+
+
+def _parse_alert(value: Any, field: str, *, labels: LabelNames) -> Notification:
+    alert = shape.require_object(value, field)
+    status = shape.require_str(alert, "status", f"{field}.status")
+    if status not in _SIGNALS:
+        raise PayloadError(f"{field}.status", f"expected 'firing' or 'resolved', got {status!r}")
+    alert_labels = shape.string_map(alert.get("labels"), f"{field}.labels")
+    annotations = shape.string_map(alert.get("annotations"), f"{field}.annotations")
+    fingerprint = shape.optional_str(alert, "fingerprint", f"{field}.fingerprint")
+    title = annotations.get("summary") or alert_labels.get("alertname")
+    if not title:
+        raise PayloadError(f"{field}.labels.alertname", "missing, and no annotations.summary")
+    return Notification(
+        source=Source.ALERTMANAGER,
+        key=ProblemKey(fingerprint or _fingerprint(alert_labels)),
+        signal=_SIGNALS[status],
+        title=title,
+        project=_first(alert_labels, labels.project),
+        stage=_first(alert_labels, labels.stage),
+        service=_first(alert_labels, labels.service),
+        url=shape.optional_str(alert, "generatorURL", f"{field}.generatorURL"),
+        raw=alert,
+    )
+
+
+def _first(labels: dict[str, str], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = labels.get(name)
+        if value:
+            return value
+    return None
+
+
+def _fingerprint(labels: dict[str, str]) -> str:
+    # Alertmanager 0.19+ always sends `fingerprint`; older senders and hand-written tests may
+    # not. A hash of the sorted label set is stable across repeats, which is all a key needs.
+    text = "\xff".join(f"{name}\xff{labels[name]}" for name in sorted(labels))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from receiver import settings
+from receiver.errors import ConfigError
+from receiver.settings import Secret
+
+
+def write(config_dir: Path, text: str) -> Path:
+    config_dir.mkdir(exist_ok=True)
+    (config_dir / "receiver.yaml").write_text(text)
+    return config_dir
+
+
+def test_every_setting_has_a_default(tmp_path: Path) -> None:
+    loaded = settings.load(tmp_path, environ={})
+    assert (loaded.host, loaded.port) == ("0.0.0.0", 8080)
+    assert loaded.max_body_bytes == 1 << 20
+    assert loaded.store_synchronous == "full"
+    assert loaded.auth_token is None
+    assert loaded.auth_disabled is False
+    assert loaded.labels_service == ("service", "keptn_service")
+
+
+def test_the_example_configuration_loads() -> None:
+    loaded = settings.load(Path(__file__).parent.parent / "config", environ={})
+    assert loaded.store_busy_timeout == 5.0
+
+
+def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
+    write(tmp_path, "server: {port: 9000}\nstore: {path: from-file.db}\n")
+    loaded = settings.load(
+        tmp_path,
+        environ={
+            "RECEIVER_PORT": "9100",
+            "RECEIVER_STORE": "/data/journal.db",
+            "RECEIVER_AUTH_TOKEN": "s3cret",
+            "RECEIVER_LABELS_SERVICE": "app, service",
+            "RECEIVER_STORE_BUSY_TIMEOUT": "1500ms",
+            "RECEIVER_AUTH_DISABLED": "false",
+        },
+    )
+    assert loaded.port == 9100
+    assert loaded.store_path == "/data/journal.db"
+    assert loaded.auth_token == Secret("s3cret")
+    assert loaded.labels_service == ("app", "service")
+    assert loaded.store_busy_timeout == 1.5
+
+
+def test_secrets_never_show_in_repr(tmp_path: Path) -> None:
+    loaded = settings.load(tmp_path, environ={"RECEIVER_AUTH_TOKEN": "s3cret-value"})
+    assert "s3cret-value" not in repr(loaded)
+
+
+def test_a_plaintext_secret_in_the_file_is_refused_by_default(tmp_path: Path) -> None:
+    write(tmp_path, "auth:\n  token: s3cret-value\n")
+    loaded, errors = settings.load_checked(tmp_path, environ={})
+    assert loaded is None
+    (error,) = errors
+    assert error.path == "auth.token"
+    assert "RECEIVER_AUTH_TOKEN" in str(error)
+    assert "s3cret-value" not in str(error)
+    write(tmp_path, "allow_plaintext_secrets: true\nauth:\n  token: s3cret-value\n")
+    assert settings.load(tmp_path, environ={}).auth_token == Secret("s3cret-value")
+
+
+def test_secrets_are_read_from_files(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("from-file\n")
+    write(tmp_path / "c", f"auth:\n  token_file: {tmp_path / 'token'}\n")
+    assert settings.load(tmp_path / "c", environ={}).auth_token == Secret("from-file")
+    from_env = settings.load(
+        tmp_path, environ={"RECEIVER_AUTH_TOKEN_FILE": str(tmp_path / "token")}
+    )
+    assert from_env.auth_token == Secret("from-file")
+
+
+def test_a_missing_secret_file_names_where_it_was_set(tmp_path: Path) -> None:
+    write(tmp_path, "auth:\n  token_file: /nonexistent/token\n")
+    _, errors = settings.load_checked(tmp_path, environ={})
+    assert [(e.path, "cannot read secret file" in e.message) for e in errors] == [
+        ("auth.token_file", True)
+    ]
+
+
+def test_every_problem_is_reported_with_its_path(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "server:\n  port: eighty\n  hots: x\nstore:\n  synchronous: off\nlog: {level: loud}\n",
+    )
+    _, errors = settings.load_checked(tmp_path, environ={})
+    assert sorted(e.path for e in errors) == [
+        "log.level",
+        "server.hots",
+        "server.port",
+        "store.synchronous",
+    ]
+    assert all(e.file.endswith("receiver.yaml") for e in errors)
+
+
+def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="environment RECEIVER_PORT: expected a whole number"):
+        settings.load(tmp_path, environ={"RECEIVER_PORT": "http"})
+
+
+def test_broken_yaml_is_reported(tmp_path: Path) -> None:
+    write(tmp_path, "server: [\n")
+    _, errors = settings.load_checked(tmp_path, environ={})
+    assert "cannot read" in str(errors[0])
