@@ -10,8 +10,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from receiver import configtree, logs, server, settings
+from receiver import configtree, logs, server, settings, slocli
 from receiver.errors import ConfigError
+from receiver.slo import evaluation
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate a configuration directory")
     check.add_argument("--config", type=Path, default=Path("config"), help="configuration dir")
     check.set_defaults(run=_check)
+
+    slocli.add_commands(commands)
 
     args = parser.parse_args(argv)
     code: int = args.run(args)
@@ -73,6 +76,8 @@ def _check(args: argparse.Namespace) -> int:
         errors.append(e)
     else:
         errors.extend(configtree.check(tree))
+        default_provider = loaded.sli_provider if loaded else "prometheus"
+        errors.extend(evaluation.check(tree, default_provider=default_provider))
     for error in errors:
         print(error)
     if errors:

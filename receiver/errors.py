@@ -4,6 +4,7 @@
     ├── ConfigError            a configuration file or setting is wrong (file + path inside it)
     ├── PayloadError           a webhook body cannot be used (names the offending field)
     ├── AuthError              missing or wrong credentials
+    ├── SliError               an SLI could not be retrieved: its objective fails, with the reason
     └── JournalError           the journal cannot take the write now
         ├── JournalOverloaded  too many writes queued: shed load, the sender retries
         └── JournalUnavailable the database refused the write (locked, full, closed)
@@ -40,6 +41,10 @@ class PayloadError(ReceiverError):
 
 class AuthError(ReceiverError):
     """Missing or wrong credentials. Never carries the credentials themselves."""
+
+
+class SliError(ReceiverError):
+    """An SLI could not be retrieved (provider down, query rejected, no single value)."""
 
 
 class JournalError(ReceiverError):

@@ -30,7 +30,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from receiver.errors import JournalOverloaded, JournalUnavailable
-from receiver.models import Notification, Outcome, ProblemKey, Recorded, Signal, Source
+from receiver.models import (
+    Notification,
+    Outcome,
+    ProblemKey,
+    Recorded,
+    ServiceRef,
+    Signal,
+    Source,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +85,18 @@ CREATE TABLE IF NOT EXISTS notifications (
     problem_id INTEGER REFERENCES problems (id)
 );
 CREATE INDEX IF NOT EXISTS notifications_problem ON notifications (problem_id);
+CREATE TABLE IF NOT EXISTS evaluations (
+    id INTEGER PRIMARY KEY,
+    project TEXT NOT NULL, stage TEXT NOT NULL, service TEXT NOT NULL,
+    window_start REAL NOT NULL,
+    window_end REAL NOT NULL,
+    result TEXT NOT NULL,             -- pass | warning | fail
+    score REAL NOT NULL,
+    sli_values TEXT NOT NULL,         -- JSON {sli: number or null}, history for relative criteria
+    detail TEXT NOT NULL,             -- JSON: objectives, targets, reasons
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evaluations_service ON evaluations (project, stage, service, id);
 """
 
 _PROBLEM_COLUMNS = (
@@ -295,6 +315,48 @@ class Journal:
             )
         writes.flush(connection)
         return tuple(results)
+
+    async def record_evaluation(
+        self,
+        ref: ServiceRef,
+        *,
+        window_start: float,
+        window_end: float,
+        result: str,
+        score: float,
+        values: dict[str, float | None],
+        detail: dict[str, Any],
+    ) -> int:
+        """Keep an SLO evaluation: it is the history later relative criteria compare with."""
+
+        def job(connection: sqlite3.Connection, now: float) -> int:
+            row_id = connection.execute(
+                "INSERT INTO evaluations (project, stage, service, window_start, window_end,"
+                " result, score, sli_values, detail, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ref.project,
+                    ref.stage,
+                    ref.service,
+                    window_start,
+                    window_end,
+                    result,
+                    score,
+                    json.dumps(values),
+                    json.dumps(detail),
+                    now,
+                ),
+            ).lastrowid
+            assert row_id is not None
+            return row_id
+
+        return await self.write(job, shed=False)
+
+    async def previous_evaluations(
+        self, ref: ServiceRef, *, results: Sequence[str], limit: int
+    ) -> list[tuple[str, dict[str, float | None]]]:
+        """(result, values) of the newest `limit` evaluations whose result is in `results`."""
+        return await self.read(lambda c: previous_evaluations(c, ref, results=results, limit=limit))
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -575,6 +637,24 @@ def _settle(outcomes: list[tuple[_Request, Any, BaseException | None]]) -> None:
         # A closed loop means nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, items)
+
+
+def previous_evaluations(
+    connection: sqlite3.Connection, ref: ServiceRef, *, results: Sequence[str], limit: int
+) -> list[tuple[str, dict[str, float | None]]]:
+    """Newest first, filtered by result before the newest `limit` are taken (as Keptn did)."""
+    marks = ", ".join("?" for _ in results)
+    rows = connection.execute(
+        "SELECT result, sli_values FROM evaluations WHERE project = ? AND stage = ?"
+        f" AND service = ? AND result IN ({marks}) ORDER BY id DESC LIMIT ?",
+        (ref.project, ref.stage, ref.service, *results, limit),
+    ).fetchall()
+    return [(result, json.loads(values)) for result, values in rows]
+
+
+def read_only(path: str) -> sqlite3.Connection:
+    """A read-only connection for tools that run beside the service (`receiver slo evaluate`)."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
 def _problem(row: sqlite3.Row) -> dict[str, Any]:

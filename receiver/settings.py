@@ -93,6 +93,44 @@ class Settings:
         False, "allow_plaintext_secrets", "RECEIVER_ALLOW_PLAINTEXT_SECRETS", "bool"
     )
 
+    # Where SLI values come from unless a sli.yaml says `provider:`; Keptn's default too.
+    sli_provider: str = _field(
+        "prometheus",
+        "sli.provider",
+        "RECEIVER_SLI_PROVIDER",
+        "choice",
+        choices=("prometheus", "dynatrace"),
+    )
+    # A slow provider must not stall a remediation: each SLI query gives up after this.
+    sli_timeout: float = _field(10.0, "sli.timeout", "RECEIVER_SLI_TIMEOUT", "duration")
+    # Keptn's $DEPLOYMENT: remediation acts on the live (primary) deployment.
+    sli_deployment: str = _field("primary", "sli.deployment", "RECEIVER_SLI_DEPLOYMENT", "str")
+    # Prometheus next to the receiver (port-forward or sidecar) unless told otherwise.
+    prometheus_url: str = _field(
+        "http://localhost:9090", "prometheus.url", "RECEIVER_PROMETHEUS_URL", "str"
+    )
+    prometheus_token: Secret | None = _field(
+        None, "prometheus.token", "RECEIVER_PROMETHEUS_TOKEN", "secret"
+    )
+    prometheus_basic_username: str | None = _field(
+        None, "prometheus.basic_username", "RECEIVER_PROMETHEUS_BASIC_USERNAME", "optional_str"
+    )
+    prometheus_basic_password: Secret | None = _field(
+        None, "prometheus.basic_password", "RECEIVER_PROMETHEUS_BASIC_PASSWORD", "secret"
+    )
+    # The tenant URL, e.g. https://abc12345.live.dynatrace.com; empty: Dynatrace SLIs fail.
+    dynatrace_url: str = _field("", "dynatrace.url", "RECEIVER_DYNATRACE_URL", "str")
+    dynatrace_token: Secret | None = _field(
+        None, "dynatrace.token", "RECEIVER_DYNATRACE_TOKEN", "secret"
+    )
+    # Keptn evaluated the SLO over the 10 minutes before the evaluation.
+    remediation_evaluation_window: float = _field(
+        600.0,
+        "remediation.evaluation_window",
+        "RECEIVER_REMEDIATION_EVALUATION_WINDOW",
+        "duration",
+    )
+
     # Keptn's labels first, then the names Keptn's own services used.
     labels_project: tuple[str, ...] = _field(
         ("project", "keptn_project"), "labels.project", "RECEIVER_LABELS_PROJECT", "names"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from receiver import configtree, server, settings
+from tests import prometheus_stack as stacks
 
 PAYLOADS = Path(__file__).parent / "payloads"
 EXAMPLE_CONFIG = Path(__file__).parent.parent / "config"
@@ -66,6 +67,16 @@ def make_client(aiohttp_client: AiohttpClient, tmp_path: Path, config_dir: Path)
 @pytest.fixture
 async def client(make_client: ClientFactory) -> TestClient[Any, Any]:
     return await make_client()
+
+
+@pytest.fixture(scope="session")
+def prometheus_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stacks.Stack]:
+    """A real Prometheus scraping the carts stand-in, shared by the session (see the module)."""
+    workdir = tmp_path_factory.mktemp("prometheus")
+    config = workdir / "config"
+    shutil.copytree(EXAMPLE_CONFIG, config)
+    with stacks.running(workdir, config) as stack:
+        yield stack
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,149 @@
+"""Evaluate one service's SLO now: query every SLI concurrently, then score.
+
+History (previous evaluations) comes in and the evaluation goes out; where they are kept is
+the caller's business (the journal, or a JSON file for the offline CLI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+
+from receiver import configtree
+from receiver.errors import ConfigError, SliError
+from receiver.models import ServiceRef
+from receiver.slo import indicators, objectives, providers, scoring
+from receiver.slo.providers import Provider
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class ServiceSlo:
+    """A service's SLO with the queries of its indicators and the provider that answers them."""
+
+    service: ServiceRef
+    slo: objectives.Slo
+    queries: dict[str, str]
+    provider: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Measured:
+    values: dict[str, float | None]
+    reasons: dict[str, str]  # why an SLI has no value
+
+
+def load(
+    tree: configtree.ConfigTree, ref: ServiceRef, *, default_provider: str
+) -> ServiceSlo | None:
+    """The service's SLO, or None when it has no slo.yaml. Raises ConfigError."""
+    slo_file = tree.slo_file(ref)
+    if slo_file is None:
+        return None
+    slo, _ = objectives.load(slo_file)
+    sli_files = tree.sli_files(ref)
+    provider = default_provider
+    for file in sli_files:  # least specific first: the most specific `provider:` wins
+        document = configtree.load_yaml(file)
+        if isinstance(document, dict) and document.get("provider"):
+            provider = str(document["provider"])
+    return ServiceSlo(service=ref, slo=slo, queries=indicators.load(sli_files), provider=provider)
+
+
+def missing_queries(service_slo: ServiceSlo, slo_file: str) -> list[ConfigError]:
+    return [
+        ConfigError(
+            slo_file,
+            f"objectives[{index}].sli",
+            f"no query for {objective.sli!r} in any sli.yaml of {service_slo.service}",
+        )
+        for index, objective in enumerate(service_slo.slo.objectives)
+        if objective.sli not in service_slo.queries
+    ]
+
+
+async def measure(
+    service_slo: ServiceSlo, provider: Provider, *, end: float, window: float, deployment: str
+) -> Measured:
+    """Every SLI of the SLO, queried concurrently over [end - window, end]."""
+    context = indicators.Context(
+        service=service_slo.service,
+        deployment=deployment,
+        window_seconds=window,
+        filter=service_slo.slo.filter,
+    )
+    names = list(dict.fromkeys(o.sli for o in service_slo.slo.objectives))
+
+    async def one(name: str) -> float:
+        query = service_slo.queries.get(name)
+        if query is None:
+            raise SliError(f"no query for {name!r} in sli.yaml")
+        filled = indicators.fill(query, context, escape=provider.escape)
+        return await provider.value(filled, start=end - window, end=end)
+
+    outcomes = await asyncio.gather(*(one(name) for name in names), return_exceptions=True)
+    values: dict[str, float | None] = {}
+    reasons: dict[str, str] = {}
+    for name, outcome in zip(names, outcomes, strict=True):
+        if isinstance(outcome, SliError):
+            values[name], reasons[name] = None, str(outcome)
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            values[name] = outcome
+    return Measured(values=values, reasons=reasons)
+
+
+async def evaluate(
+    service_slo: ServiceSlo,
+    provider: Provider,
+    *,
+    end: float,
+    window: float,
+    deployment: str,
+    previous: Sequence[scoring.Previous],
+) -> tuple[Measured, scoring.Evaluation]:
+    measured = await measure(service_slo, provider, end=end, window=window, deployment=deployment)
+    evaluation = scoring.evaluate(
+        service_slo.slo, measured.values, previous, reasons=measured.reasons
+    )
+    return measured, evaluation
+
+
+def check(tree: configtree.ConfigTree, *, default_provider: str) -> list[ConfigError]:
+    """Every problem with the SLO and SLI files, for `receiver check`."""
+    errors: list[ConfigError] = []
+    for relative in sorted(tree.files):
+        if relative.name != configtree.SLI:
+            continue
+        file = tree.root / relative
+        try:
+            document = configtree.load_yaml(file)
+            indicators.parse(document, str(file))
+        except ConfigError as e:
+            errors.append(e)
+            continue
+        provider = document.get("provider") if isinstance(document, dict) else None
+        if provider is not None and provider not in providers.NAMES:
+            errors.append(
+                ConfigError(str(file), "provider", f"expected one of {', '.join(providers.NAMES)}")
+            )
+    for ref in tree.services():
+        slo_file = tree.slo_file(ref)
+        if slo_file is None:
+            continue
+        try:
+            _, soft = objectives.load(slo_file)
+            service_slo = load(tree, ref, default_provider=default_provider)
+        except ConfigError as e:
+            errors.append(e)
+            continue
+        errors.extend(soft)
+        if service_slo is not None:
+            errors.extend(missing_queries(service_slo, str(slo_file)))
+    return _unique(errors)
+
+
+def _unique(errors: list[ConfigError]) -> list[ConfigError]:
+    # A broken stage- or project-level sli.yaml is met once per service that uses it.
+    return list({str(e): e for e in errors}.values())
