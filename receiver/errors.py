@@ -5,6 +5,9 @@
     ├── PayloadError           a webhook body cannot be used (names the offending field)
     ├── AuthError              missing or wrong credentials
     ├── SliError               an SLI could not be retrieved: its objective fails, with the reason
+    ├── ActionError            a remediation action did not do its job
+    │   ├── PermanentActionError   retrying cannot help (403, 404, bad token): the chain moves on
+    │   └── TemporaryActionError   worth retrying after `delay` (5xx, timeout, 409 conflict)
     └── JournalError           the journal cannot take the write now
         ├── JournalOverloaded  too many writes queued: shed load, the sender retries
         └── JournalUnavailable the database refused the write (locked, full, closed)
@@ -45,6 +48,22 @@ class AuthError(ReceiverError):
 
 class SliError(ReceiverError):
     """An SLI could not be retrieved (provider down, query rejected, no single value)."""
+
+
+class ActionError(ReceiverError):
+    """A remediation action did not do its job; the message says what and why."""
+
+
+class PermanentActionError(ActionError):
+    """Retrying cannot help: missing permission, unknown target, wrong token, no effect."""
+
+
+class TemporaryActionError(ActionError):
+    """Worth another try after `delay` seconds: a 5xx, a timeout, a conflicting write."""
+
+    def __init__(self, message: str, *, delay: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay = delay
 
 
 class JournalError(ReceiverError):

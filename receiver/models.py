@@ -82,3 +82,41 @@ class Recorded:
     outcome: Outcome
     problem_id: int | None
     reason: str | None
+
+
+# -- remediation actions, as remediation.yaml asks for them ------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Scale:
+    """Keptn's `scaling`: change the replica count by `delta` (`+1`, `1`, `-1`)."""
+
+    delta: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Restart:
+    """A rollout restart, as `kubectl rollout restart` does it."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Toggle:
+    """Keptn's `featuretoggle` / `toggle-feature`: switch Unleash flags on (True) or off."""
+
+    flags: tuple[tuple[str, bool], ...]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Escalate:
+    """Hand the problem to people: deliver it to the configured escalation targets."""
+
+
+ActionKind = Scale | Restart | Toggle | Escalate
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class ActionOutcome:
+    """What an action did, once it did it: a sentence for people, facts for machines."""
+
+    detail: str
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)

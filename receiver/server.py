@@ -13,10 +13,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import prometheus_client as prom
 from aiohttp import web
 
 from receiver import triage
+from receiver.actions.kubernetes import Kubernetes
+from receiver.actions.runner import Actions
 from receiver.auth import Credentials
 from receiver.configtree import ConfigTree
 from receiver.errors import (
@@ -39,6 +42,8 @@ TREE = web.AppKey("tree", ConfigTree)
 JOURNAL = web.AppKey("journal", Journal)
 METRICS = web.AppKey("metrics", Metrics)
 CREDENTIALS = web.AppKey("credentials", Credentials)
+ACTIONS = web.AppKey("actions", Actions)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _PROBLEM_STATES = ("open", "resolved")
@@ -66,6 +71,7 @@ def create_app(
     app[CREDENTIALS] = credentials
     app[METRICS] = Metrics(registry if registry is not None else prom.CollectorRegistry())
     app.cleanup_ctx.append(_journal_context)
+    app.cleanup_ctx.append(_actions_context)
     app.router.add_post("/webhooks/alertmanager", _alertmanager_webhook)
     app.router.add_post("/webhooks/dynatrace", _dynatrace_webhook)
     app.router.add_get("/api/v1/problems", _list_problems)
@@ -109,6 +115,29 @@ async def _journal_context(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await journal.close()
+
+
+async def _actions_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    session = aiohttp.ClientSession()
+    kubernetes = await Kubernetes.connect(
+        request_timeout=min(settings.action_timeout, 30.0),
+        attempts=settings.action_attempts,
+        backoff=settings.action_backoff,
+    )
+    actions = Actions.from_settings(
+        settings,
+        session=session,
+        kubernetes=kubernetes,
+        configured=frozenset(app[TREE].services()),
+    )
+    app[HTTP] = session
+    app[ACTIONS] = actions
+    for action, reason in actions.cannot_run().items():
+        logger.warning("actions.unavailable", extra={"action": action, "reason": reason})
+    yield
+    await kubernetes.close()
+    await session.close()
 
 
 # -- middleware --------------------------------------------------------------------------------
@@ -316,8 +345,16 @@ async def _readyz(request: web.Request) -> web.Response:
     except JournalError as e:
         checks["journal"] = f"unavailable: {e}"
     ready = all(value in ("loaded", "open") for value in checks.values())
+    # Actions that cannot run are reported, not fatal: intake and the other actions still
+    # work, and taking the pod out of the Service would only lose notifications.
+    cannot_run = request.app[ACTIONS].cannot_run()
+    checks["kubernetes"] = request.app[ACTIONS].kubernetes.unavailable or "connected"
     return web.json_response(
-        {"status": "ready" if ready else "not ready", "checks": checks},
+        {
+            "status": "ready" if ready else "not ready",
+            "checks": checks,
+            "actions_unavailable": cannot_run,
+        },
         status=200 if ready else 503,
     )
 

@@ -9,6 +9,7 @@ come from the environment or from a file (`…_file`, a mounted Kubernetes Secre
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -41,6 +42,16 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class ServiceTarget:
+    """A service's Kubernetes target, where the naming templates do not fit."""
+
+    namespace: str | None = None
+    deployment: str | None = None
+    min_replicas: int | None = None
+    max_replicas: int | None = None
 
 
 def _field(default: Any, yaml_path: str, env: str, kind: str, **extra: Any) -> Any:
@@ -131,6 +142,64 @@ class Settings:
         "duration",
     )
 
+    # Keptn's blue/green naming: namespace project-stage, deployment service-primary, then
+    # the plain service name.
+    kubernetes_namespace_template: str = _field(
+        "{project}-{stage}",
+        "kubernetes.namespace_template",
+        "RECEIVER_KUBERNETES_NAMESPACE_TEMPLATE",
+        "str",
+    )
+    kubernetes_deployment_templates: tuple[str, ...] = _field(
+        ("{service}-primary", "{service}"),
+        "kubernetes.deployment_templates",
+        "RECEIVER_KUBERNETES_DEPLOYMENT_TEMPLATES",
+        "names",
+    )
+    # Keptn had no bounds; a runaway chain must not scale a service to the cluster's limits.
+    scaling_min_replicas: int = _field(
+        1, "scaling.min_replicas", "RECEIVER_SCALING_MIN_REPLICAS", "int"
+    )
+    scaling_max_replicas: int = _field(
+        10, "scaling.max_replicas", "RECEIVER_SCALING_MAX_REPLICAS", "int"
+    )
+    # 0: keep the added replicas. Otherwise return to the count before the remediation this
+    # long after it healed and the problem was resolved.
+    scaling_scale_back_after: float = _field(
+        0.0, "scaling.scale_back_after", "RECEIVER_SCALING_SCALE_BACK_AFTER", "duration"
+    )
+    # Keptn waited forever on an action that never answered.
+    action_timeout: float = _field(60.0, "actions.timeout", "RECEIVER_ACTION_TIMEOUT", "duration")
+    action_attempts: int = _field(3, "actions.attempts", "RECEIVER_ACTION_ATTEMPTS", "int")
+    action_backoff: float = _field(1.0, "actions.backoff", "RECEIVER_ACTION_BACKOFF", "duration")
+    # Record what each action would change without changing anything.
+    dry_run: bool = _field(False, "actions.dry_run", "RECEIVER_DRY_RUN", "bool")
+    # Per service: namespace, deployment, min_replicas, max_replicas (see config/receiver.yaml).
+    services: dict[str, ServiceTarget] = _field(None, "services", "RECEIVER_SERVICES", "services")
+
+    # Unleash v5+ admin API; the token must be an admin (or personal access) token.
+    unleash_url: str = _field("", "unleash.url", "RECEIVER_UNLEASH_URL", "str")
+    unleash_token: Secret | None = _field(None, "unleash.token", "RECEIVER_UNLEASH_TOKEN", "secret")
+    unleash_project: str = _field("default", "unleash.project", "RECEIVER_UNLEASH_PROJECT", "str")
+    unleash_environment: str = _field(
+        "production", "unleash.environment", "RECEIVER_UNLEASH_ENVIRONMENT", "str"
+    )
+
+    # Where escalations go: any JSON webhook, and/or a Slack-compatible incoming webhook
+    # (its URL is a credential, so it is a secret).
+    escalation_webhook_url: str = _field(
+        "", "escalation.webhook_url", "RECEIVER_ESCALATION_WEBHOOK_URL", "str"
+    )
+    escalation_webhook_token: Secret | None = _field(
+        None, "escalation.webhook_token", "RECEIVER_ESCALATION_WEBHOOK_TOKEN", "secret"
+    )
+    escalation_slack_url: Secret | None = _field(
+        None, "escalation.slack_url", "RECEIVER_ESCALATION_SLACK_URL", "secret"
+    )
+    escalation_attempts: int = _field(
+        5, "escalation.attempts", "RECEIVER_ESCALATION_ATTEMPTS", "int"
+    )
+
     # Keptn's labels first, then the names Keptn's own services used.
     labels_project: tuple[str, ...] = _field(
         ("project", "keptn_project"), "labels.project", "RECEIVER_LABELS_PROJECT", "names"
@@ -157,6 +226,10 @@ class Settings:
     SECRET_FILE_SUFFIX: ClassVar[str] = "_file"  # noqa: S105 - a name suffix, not a secret
 
     def __post_init__(self) -> None:
+        if self.services is None:
+            object.__setattr__(self, "services", {})
+        if self.scaling_min_replicas > self.scaling_max_replicas:
+            raise ValueError("scaling.min_replicas is larger than scaling.max_replicas")
         if self.auth_basic_password is not None and not self.auth_basic_username:
             raise ValueError("auth.basic_password is set but auth.basic_username is not")
 
@@ -200,6 +273,35 @@ def _parse_names(value: Any) -> tuple[str, ...]:
     return names
 
 
+def _parse_services(value: Any) -> dict[str, ServiceTarget]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(
+                "expected a JSON object of project/stage/service to settings"
+            ) from None
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping of project/stage/service to settings")
+    targets = {}
+    for name, entry in value.items():
+        if str(name).count("/") != 2:
+            raise ValueError(f"{name!r}: expected a key of the form project/stage/service")
+        if not isinstance(entry, dict):
+            raise ValueError(f"{name}: expected a mapping")
+        unknown = set(entry) - {f.name for f in dataclasses.fields(ServiceTarget)}
+        if unknown:
+            raise ValueError(f"{name}: unknown setting {sorted(unknown)[0]!r}")
+        for key in ("min_replicas", "max_replicas"):
+            if key in entry and (not isinstance(entry[key], int) or entry[key] < 0):
+                raise ValueError(f"{name}.{key}: expected a whole number >= 0")
+        for key in ("namespace", "deployment"):
+            if key in entry and not isinstance(entry[key], str):
+                raise ValueError(f"{name}.{key}: expected a string")
+        targets[str(name)] = ServiceTarget(**entry)
+    return targets
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "str": _parse_str,
     "optional_str": _parse_str,
@@ -207,6 +309,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "bool": _parse_bool,
     "duration": durations.parse,
     "names": _parse_names,
+    "services": _parse_services,
     "secret": lambda value: Secret(_parse_str(value)),
 }
 
@@ -276,9 +379,12 @@ def load_checked(
         for f in dataclasses.fields(Settings)
         if f.metadata["kind"] == "secret"
     }
+    mappings = {
+        f.metadata["yaml"] for f in dataclasses.fields(Settings) if f.metadata["kind"] == "services"
+    }
     errors.extend(
         ConfigError(str(file), path, "unknown setting")
-        for path in _leaf_paths(document)
+        for path in _leaf_paths(document, mappings=mappings)
         if path not in known_paths
     )
     if errors:
@@ -286,7 +392,7 @@ def load_checked(
     try:
         return Settings(**values), []
     except ValueError as e:
-        return None, [ConfigError(str(file), "auth", str(e))]
+        return None, [ConfigError(str(file), "", str(e))]
 
 
 class _Missing:
@@ -337,12 +443,17 @@ def _dig(document: dict[str, Any], path: str) -> Any:
     return node
 
 
-def _leaf_paths(document: dict[str, Any], prefix: str = "") -> list[str]:
+def _leaf_paths(
+    document: dict[str, Any],
+    prefix: str = "",
+    *,
+    mappings: set[str] = frozenset(),  # type: ignore[assignment]
+) -> list[str]:
     paths = []
     for name, value in document.items():
         path = f"{prefix}{name}"
-        if isinstance(value, dict) and value:
-            paths.extend(_leaf_paths(value, path + "."))
+        if isinstance(value, dict) and value and path not in mappings:
+            paths.extend(_leaf_paths(value, path + ".", mappings=mappings))
         else:
             paths.append(path)
     return paths

@@ -16,6 +16,7 @@ from pytest_aiohttp import AiohttpClient
 
 from receiver import configtree, server, settings
 from tests import prometheus_stack as stacks
+from tests import unleash_server
 
 PAYLOADS = Path(__file__).parent / "payloads"
 EXAMPLE_CONFIG = Path(__file__).parent.parent / "config"
@@ -77,6 +78,13 @@ def prometheus_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack
     shutil.copytree(EXAMPLE_CONFIG, config)
     with stacks.running(workdir, config) as stack:
         yield stack
+
+
+@pytest.fixture(scope="session")
+def unleash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[unleash_server.Unleash]:
+    """A real Unleash server on a real PostgreSQL, shared by the session (see the module)."""
+    with unleash_server.running(tmp_path_factory.mktemp("unleash")) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from receiver.settings import Secret
@@ -311,11 +312,19 @@ async def test_overload_is_shed_with_503_and_nothing_acknowledged_is_dropped(
 # -- health and metrics ------------------------------------------------------------------------
 
 
-async def test_health_and_readiness(client: Client) -> None:
+async def test_health_and_readiness_say_which_actions_cannot_run(
+    make_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    client = await make_client()
     assert (await client.get("/healthz")).status == 200
     ready = await client.get("/readyz")
-    assert ready.status == 200
-    assert (await ready.json())["checks"] == {"configuration": "loaded", "journal": "open"}
+    assert ready.status == 200  # intake works without Kubernetes
+    body = await ready.json()
+    assert body["checks"] | {"configuration": "loaded", "journal": "open"} == body["checks"]
+    assert body["checks"]["kubernetes"].startswith("no Kubernetes access: not in a cluster")
+    assert set(body["actions_unavailable"]) == {"scaling", "restart", "toggle-feature", "escalate"}
 
 
 async def test_metrics_count_notifications_and_open_problems(client: Client) -> None:
