@@ -33,6 +33,8 @@ from tests.conftest import AUTH, PAYLOADS, TOKEN  # noqa: E402
 def webhook(request_index: int, alerts: int) -> bytes:
     body: dict[str, Any] = json.loads((PAYLOADS / "alertmanager-firing.json").read_text())
     template = body["alerts"][0]
+    # A service without remediation.yaml: this measures intake, not remediations.
+    template["labels"] = template["labels"] | {"service": "bench"}
     body["alerts"] = [
         template | {"fingerprint": f"{request_index:06d}{index:02d}"} for index in range(alerts)
     ]

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from receiver import configtree, logs, server, settings, slocli
 from receiver.errors import ConfigError
+from receiver.rules import remediation
 from receiver.slo import evaluation
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def _check(args: argparse.Namespace) -> int:
         errors.extend(configtree.check(tree))
         default_provider = loaded.sli_provider if loaded else "prometheus"
         errors.extend(evaluation.check(tree, default_provider=default_provider))
+        errors.extend(remediation.check(tree))
     for error in errors:
         print(error)
     if errors:

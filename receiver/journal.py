@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from receiver.errors import JournalOverloaded, JournalUnavailable
 from receiver.models import (
+    Decision,
     Notification,
     Outcome,
     ProblemKey,
@@ -94,9 +95,43 @@ CREATE TABLE IF NOT EXISTS evaluations (
     score REAL NOT NULL,
     sli_values TEXT NOT NULL,         -- JSON {sli: number or null}, history for relative criteria
     detail TEXT NOT NULL,             -- JSON: objectives, targets, reasons
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    remediation_id INTEGER REFERENCES remediations (id),
+    step INTEGER                      -- the position of the action it judged
+);
+CREATE TABLE IF NOT EXISTS remediations (
+    id INTEGER PRIMARY KEY,
+    problem_id INTEGER NOT NULL UNIQUE REFERENCES problems (id),  -- one per open problem
+    project TEXT NOT NULL, stage TEXT NOT NULL, service TEXT NOT NULL,
+    plan TEXT NOT NULL,               -- JSON: the matched rule, its actions and options
+    state TEXT NOT NULL,              -- pending running healed escalated resolved cancelled
+    phase TEXT NOT NULL,              -- queued | cooldown | action | wait | evaluate | done
+    step INTEGER NOT NULL DEFAULT 0,  -- position of the current action
+    phase_until REAL,                 -- when a cooldown or wait ends
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,                      -- why it ended as it did
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL
+);
+CREATE INDEX IF NOT EXISTS remediations_service ON remediations (project, stage, service, id);
+CREATE TABLE IF NOT EXISTS steps (
+    id INTEGER PRIMARY KEY,
+    remediation_id INTEGER NOT NULL REFERENCES remediations (id),
+    position INTEGER NOT NULL,
+    action TEXT NOT NULL,             -- as in remediation.yaml
+    input TEXT NOT NULL,              -- JSON: the value from remediation.yaml
+    result TEXT NOT NULL,             -- started | succeeded | failed
+    detail TEXT,
+    data TEXT,                        -- JSON: what the action reported
+    checkpoint TEXT,                  -- JSON: the plan saved before the action changed anything
+    verdict TEXT,                     -- what came of it: healed | next | resolved | cancelled
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    UNIQUE (remediation_id, position)
 );
 CREATE INDEX IF NOT EXISTS evaluations_service ON evaluations (project, stage, service, id);
+CREATE INDEX IF NOT EXISTS evaluations_remediation ON evaluations (remediation_id);
 """
 
 _PROBLEM_COLUMNS = (
@@ -203,16 +238,18 @@ class Journal:
         delivery: bytes,
         notifications: Sequence[Notification],
         *,
-        reasons: Sequence[str | None],
+        decisions: Sequence[Decision],
         source: Source,
     ) -> tuple[Recorded, ...]:
         """Commit one webhook delivery and what each of its notifications does to problems.
 
-        `reasons[i]` is why notification i will start no remediation (None: it may).
+        `decisions[i]` says whether notification i, if it opens a problem, starts a
+        remediation (with the matched rule) or not (and why). The remediation is created in
+        the same transaction as its problem: one per open problem, never lost in between.
         """
 
         def job(connection: sqlite3.Connection, now: float) -> tuple[Recorded, ...]:
-            return self._apply(connection, now, source, delivery, notifications, reasons)
+            return self._apply(connection, now, source, delivery, notifications, decisions)
 
         return await self.write(job)
 
@@ -223,7 +260,7 @@ class Journal:
         source: Source,
         delivery: bytes,
         notifications: Sequence[Notification],
-        reasons: Sequence[str | None],
+        decisions: Sequence[Decision],
     ) -> tuple[Recorded, ...]:
         # Decisions come from the writer's in-memory index of open problems, so a
         # notification costs no SELECT; the writes are batched per statement, in order.
@@ -235,10 +272,12 @@ class Journal:
             (delivery_id, now, source.value, delivery),
         )
         results = []
-        for position, (n, reason) in enumerate(zip(notifications, reasons, strict=True)):
+        for position, (n, decision) in enumerate(zip(notifications, decisions, strict=True)):
             open_key = (n.source.value, n.key)
             current = index.open.get(open_key)
             problem_id = current.id if current else None
+            reason = decision.reason
+            remediation_id: int | None = None
             if n.signal is Signal.TEST:
                 outcome, reason = Outcome.TEST, "test notification: recorded, starts nothing"
                 problem_id = None
@@ -276,6 +315,13 @@ class Journal:
                 )
                 index.open[open_key] = _OpenProblem(id=problem_id, ignored_reason=reason)
                 outcome = Outcome.OPENED
+                if decision.plan is not None and n.service_ref is not None:
+                    writes.flush(connection)  # the problem row first: the remediation refers to it
+                    remediation_id = connection.execute(
+                        "INSERT INTO remediations (problem_id, project, stage, service, plan,"
+                        " state, phase, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 'queued', ?)",
+                        (problem_id, n.project, n.stage, n.service, json.dumps(decision.plan), now),
+                    ).lastrowid
             elif current:
                 writes.add(
                     "UPDATE problems SET state = 'resolved', resolved_at = ?, last_seen = ?"
@@ -311,7 +357,13 @@ class Journal:
                 last=True,
             )
             results.append(
-                Recorded(key=n.key, outcome=outcome, problem_id=problem_id, reason=reason)
+                Recorded(
+                    key=n.key,
+                    outcome=outcome,
+                    problem_id=problem_id,
+                    reason=reason,
+                    remediation_id=remediation_id,
+                )
             )
         writes.flush(connection)
         return tuple(results)
@@ -326,14 +378,16 @@ class Journal:
         score: float,
         values: dict[str, float | None],
         detail: dict[str, Any],
+        remediation_id: int | None = None,
+        step: int | None = None,
     ) -> int:
         """Keep an SLO evaluation: it is the history later relative criteria compare with."""
 
         def job(connection: sqlite3.Connection, now: float) -> int:
             row_id = connection.execute(
                 "INSERT INTO evaluations (project, stage, service, window_start, window_end,"
-                " result, score, sli_values, detail, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " result, score, sli_values, detail, created_at, remediation_id, step)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     ref.project,
                     ref.stage,
@@ -345,6 +399,8 @@ class Journal:
                     json.dumps(values),
                     json.dumps(detail),
                     now,
+                    remediation_id,
+                    step,
                 ),
             ).lastrowid
             assert row_id is not None
@@ -512,8 +568,8 @@ class Journal:
                     "id": r["id"],
                     "occurrence": r["occurrence"],
                     "state": r["state"],
-                    "first_seen": _iso(r["first_seen"]),
-                    "resolved_at": _iso(r["resolved_at"]),
+                    "first_seen": iso(r["first_seen"]),
+                    "resolved_at": iso(r["resolved_at"]),
                 }
                 for r in rows
             ]
@@ -543,7 +599,7 @@ class Journal:
         return [
             {
                 "id": r["id"],
-                "received_at": _iso(r["received_at"]),
+                "received_at": iso(r["received_at"]),
                 "source": r["source"],
                 "key": r["key"],
                 "signal": r["signal"],
@@ -670,9 +726,9 @@ def _problem(row: sqlite3.Row) -> dict[str, Any]:
         "service": row["service"],
         "url": row["url"],
         "repeats": row["repeats"],
-        "first_seen": _iso(row["first_seen"]),
-        "last_seen": _iso(row["last_seen"]),
-        "resolved_at": _iso(row["resolved_at"]),
+        "first_seen": iso(row["first_seen"]),
+        "last_seen": iso(row["last_seen"]),
+        "resolved_at": iso(row["resolved_at"]),
         "ignored_reason": row["ignored_reason"],
     }
 
@@ -685,7 +741,7 @@ def _notification(row: sqlite3.Row) -> dict[str, Any]:
         payload = body
     return {
         "id": row["id"],
-        "received_at": _iso(row["received_at"]),
+        "received_at": iso(row["received_at"]),
         "signal": row["signal"],
         "outcome": row["outcome"],
         "reason": row["reason"],
@@ -693,7 +749,7 @@ def _notification(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _iso(timestamp: float | None) -> str | None:
+def iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)

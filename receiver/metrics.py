@@ -43,6 +43,33 @@ class Metrics:
             "Writes waiting for the journal; at store.max_pending new webhooks get 503.",
             registry=registry,
         )
+        self.remediations_started = prom.Counter(
+            "receiver_remediations_started", "Remediations that began running.", registry=registry
+        )
+        self.remediations_finished = prom.Counter(
+            "receiver_remediations_finished",
+            "Remediations that ended, by final state.",
+            ["state"],
+            registry=registry,
+        )
+        self.remediations_in_progress = prom.Gauge(
+            "receiver_remediations_in_progress",
+            "Remediations pending or running.",
+            registry=registry,
+        )
+        self.action_seconds = prom.Histogram(
+            "receiver_action_duration_seconds",
+            "Time an action took, by action and result.",
+            ["action", "result"],
+            registry=registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
+        self.evaluations = prom.Counter(
+            "receiver_slo_evaluations",
+            "SLO evaluations after an action, by result.",
+            ["result"],
+            registry=registry,
+        )
 
     def watch_journal(
         self, *, open_problems: Callable[[], float], pending: Callable[[], float]

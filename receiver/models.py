@@ -33,6 +33,19 @@ class ProblemState(enum.Enum):
     RESOLVED = "resolved"
 
 
+class RemediationState(enum.Enum):
+    PENDING = "pending"  # queued behind another remediation of the service, or a cooldown
+    RUNNING = "running"
+    HEALED = "healed"  # an SLO evaluation passed (or, without an SLO, the source resolved it)
+    ESCALATED = "escalated"  # no action healed it: handed to people
+    RESOLVED = "resolved"  # resolved by its source before it could heal it
+    CANCELLED = "cancelled"  # stopped by hand
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RemediationState.PENDING, RemediationState.RUNNING)
+
+
 class Outcome(enum.Enum):
     """What the journal did with one notification."""
 
@@ -75,6 +88,14 @@ class Notification:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Decision:
+    """Whether an opening notification starts a remediation, decided before it is recorded."""
+
+    reason: str | None = None  # why no remediation will run
+    plan: dict[str, Any] | None = None  # the matched rule, as the journal keeps it
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Recorded:
     """The journal's answer for one notification, once it is committed."""
 
@@ -82,6 +103,7 @@ class Recorded:
     outcome: Outcome
     problem_id: int | None
     reason: str | None
+    remediation_id: int | None = None  # the remediation this notification started
 
 
 # -- remediation actions, as remediation.yaml asks for them ------------------------------------

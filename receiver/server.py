@@ -17,11 +17,13 @@ import aiohttp
 import prometheus_client as prom
 from aiohttp import web
 
-from receiver import triage
+from receiver import clock as clocks
+from receiver import remediations, triage
 from receiver.actions.kubernetes import Kubernetes
 from receiver.actions.runner import Actions
 from receiver.auth import Credentials
 from receiver.configtree import ConfigTree
+from receiver.engine import Engine
 from receiver.errors import (
     AuthError,
     ConfigError,
@@ -31,7 +33,14 @@ from receiver.errors import (
 )
 from receiver.journal import Journal
 from receiver.metrics import Metrics
-from receiver.models import Notification, Outcome, ProblemKey, Recorded, Source
+from receiver.models import (
+    Notification,
+    Outcome,
+    ProblemKey,
+    Recorded,
+    RemediationState,
+    Source,
+)
 from receiver.settings import Settings
 from receiver.sources import alertmanager, dynatrace
 
@@ -43,6 +52,9 @@ JOURNAL = web.AppKey("journal", Journal)
 METRICS = web.AppKey("metrics", Metrics)
 CREDENTIALS = web.AppKey("credentials", Credentials)
 ACTIONS = web.AppKey("actions", Actions)
+RULES = web.AppKey("rules", triage.Rules)
+ENGINE = web.AppKey("engine", Engine)
+CLOCK = web.AppKey("clock", clocks.Clock)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -54,6 +66,7 @@ def create_app(
     tree: ConfigTree,
     *,
     registry: prom.CollectorRegistry | None = None,
+    clock: clocks.Clock | None = None,
 ) -> web.Application:
     credentials = Credentials.from_settings(settings)
     if not credentials.disabled and not credentials.configured:
@@ -70,13 +83,19 @@ def create_app(
     app[TREE] = tree
     app[CREDENTIALS] = credentials
     app[METRICS] = Metrics(registry if registry is not None else prom.CollectorRegistry())
+    app[RULES] = triage.Rules(tree)
+    app[CLOCK] = clock if clock is not None else clocks.SystemClock()
     app.cleanup_ctx.append(_journal_context)
     app.cleanup_ctx.append(_actions_context)
+    app.cleanup_ctx.append(_engine_context)
     app.router.add_post("/webhooks/alertmanager", _alertmanager_webhook)
     app.router.add_post("/webhooks/dynatrace", _dynatrace_webhook)
     app.router.add_get("/api/v1/problems", _list_problems)
     app.router.add_get("/api/v1/problems/{key}", _get_problem)
     app.router.add_get("/api/v1/notifications", _list_notifications)
+    app.router.add_get("/api/v1/remediations", _list_remediations)
+    app.router.add_get("/api/v1/remediations/{id}", _get_remediation)
+    app.router.add_post("/api/v1/remediations/{id}/cancel", _cancel_remediation)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -97,6 +116,7 @@ async def _journal_context(app: web.Application) -> AsyncIterator[None]:
         synchronous=settings.store_synchronous,
         max_pending=settings.store_max_pending,
         busy_timeout=settings.store_busy_timeout,
+        clock=app[CLOCK].now,  # one time for journal and engine: cooldowns compare them
     )
     await journal.open()
     metrics = app[METRICS]
@@ -138,6 +158,22 @@ async def _actions_context(app: web.Application) -> AsyncIterator[None]:
     yield
     await kubernetes.close()
     await session.close()
+
+
+async def _engine_context(app: web.Application) -> AsyncIterator[None]:
+    engine = Engine(
+        journal=app[JOURNAL],
+        actions=app[ACTIONS],
+        tree=app[TREE],
+        settings=app[SETTINGS],
+        http=app[HTTP],
+        metrics=app[METRICS],
+        clock=app[CLOCK],
+    )
+    app[ENGINE] = engine
+    await engine.start()
+    yield
+    await engine.stop()
 
 
 # -- middleware --------------------------------------------------------------------------------
@@ -245,8 +281,14 @@ async def _record(
     notifications: tuple[Notification, ...],
 ) -> web.Response:
     app = request.app
-    reasons = [triage.reason(n, tree=app[TREE], settings=app[SETTINGS]) for n in notifications]
-    recorded = await app[JOURNAL].record(body, notifications, reasons=reasons, source=source)
+    decisions = [app[RULES].decide(n, settings=app[SETTINGS]) for n in notifications]
+    recorded = await app[JOURNAL].record(body, notifications, decisions=decisions, source=source)
+    engine = app[ENGINE]
+    for result in recorded:  # only now, committed: the engine may act on them
+        if result.remediation_id is not None and result.problem_id is not None:
+            engine.started(result.remediation_id, result.problem_id)
+        elif result.outcome is Outcome.RESOLVED and result.problem_id is not None:
+            engine.resolved(result.problem_id)
     for outcome, count in collections.Counter(r.outcome for r in recorded).items():
         app[METRICS].notifications.labels(source=source.value, outcome=outcome.value).inc(count)
     for notification, result in zip(notifications, recorded, strict=True):
@@ -260,6 +302,7 @@ async def _record(
                     "outcome": r.outcome.value,
                     "problem_id": r.problem_id,
                     "reason": r.reason,
+                    "remediation_id": r.remediation_id,
                 }
                 for r in recorded
             ],
@@ -328,6 +371,55 @@ async def _list_notifications(request: web.Request) -> web.Response:
         raise PayloadError("outcome", f"expected one of {', '.join(outcomes)}, got {outcome!r}")
     notifications = await request.app[JOURNAL].notifications(outcome=outcome, limit=_limit(request))
     return web.json_response({"notifications": notifications})
+
+
+_REMEDIATION_STATES = tuple(state.value for state in RemediationState)
+
+
+async def _list_remediations(request: web.Request) -> web.Response:
+    _authorize_read(request)
+    state = request.query.get("state")
+    if state is not None and state not in _REMEDIATION_STATES:
+        raise PayloadError(
+            "state", f"expected one of {', '.join(_REMEDIATION_STATES)}, got {state!r}"
+        )
+    listed = await remediations.listing(
+        request.app[JOURNAL],
+        limit=_limit(request),
+        state=state,
+        project=request.query.get("project"),
+        stage=request.query.get("stage"),
+        service=request.query.get("service"),
+    )
+    return web.json_response({"remediations": listed})
+
+
+def _remediation_id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    if not text.isdigit():
+        raise PayloadError("id", f"expected a remediation number, got {text!r}")
+    return int(text)
+
+
+async def _get_remediation(request: web.Request) -> web.Response:
+    _authorize_read(request)
+    remediation_id = _remediation_id(request)
+    timeline = await remediations.timeline(request.app[JOURNAL], remediation_id)
+    if timeline is None:
+        return _error(404, "no such remediation", id=remediation_id)
+    return web.json_response(timeline)
+
+
+async def _cancel_remediation(request: web.Request) -> web.Response:
+    request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
+    remediation_id = _remediation_id(request)
+    state = await request.app[ENGINE].cancel(remediation_id)
+    if state is None:
+        return _error(404, "no such remediation", id=remediation_id)
+    if state.finished:
+        return _error(409, "already finished", id=remediation_id, state=state.value)
+    logger.info("remediation.cancel_requested", extra={"remediation": remediation_id})
+    return web.json_response({"id": remediation_id, "cancel_requested": True}, status=202)
 
 
 # -- health ------------------------------------------------------------------------------------

@@ -134,6 +134,15 @@ class Settings:
     dynatrace_token: Secret | None = _field(
         None, "dynatrace.token", "RECEIVER_DYNATRACE_TOKEN", "secret"
     )
+    # Keptn waited 10 minutes after an action before evaluating the SLO again.
+    remediation_wait: float = _field(
+        600.0, "remediation.wait", "RECEIVER_REMEDIATION_WAIT", "duration"
+    )
+    # After a remediation of a service ends, a new one for it waits this long (Keptn: none),
+    # so that the effect of the last action is not judged as the next problem.
+    remediation_cooldown: float = _field(
+        60.0, "remediation.cooldown", "RECEIVER_REMEDIATION_COOLDOWN", "duration"
+    )
     # Keptn evaluated the SLO over the 10 minutes before the evaluation.
     remediation_evaluation_window: float = _field(
         600.0,

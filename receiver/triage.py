@@ -1,29 +1,67 @@
-"""Why a notification will start no remediation, decided before it is recorded.
+"""What a notification should start, decided before it is recorded: a remediation with the
+rule that matched, or nothing and the reason why.
 
-Keptn did nothing, silently, when a problem named no service or the service had no
-remediation.yaml. Here the reason is recorded on the problem and shown by the API.
+Keptn did nothing, silently, when a problem named no service, the service had no
+remediation.yaml, the file was broken or no rule matched. Here the reason is recorded on
+the problem and shown by the API.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from receiver import configtree
 from receiver.configtree import ConfigTree
-from receiver.models import Notification, Signal, Source
+from receiver.errors import ConfigError
+from receiver.models import Decision, Notification, Signal, Source
+from receiver.rules import remediation
 from receiver.settings import Settings
 
+NOTHING = Decision()
 
-def reason(notification: Notification, *, tree: ConfigTree, settings: Settings) -> str | None:
-    """None when a remediation may start for this notification, else why not."""
-    if notification.signal is not Signal.OPEN:
-        return None
-    ref = notification.service_ref
-    if ref is None:
-        missing = [
-            name for name in ("project", "stage", "service") if not getattr(notification, name)
-        ]
-        return f"no {'/'.join(missing)}: {_where(notification, settings, missing)}"
-    if tree.remediation_file(ref) is None:
-        return f"no remediation.yaml for {ref}"
-    return None
+
+class Rules:
+    """Every remediation.yaml of the tree, parsed once at start-up."""
+
+    def __init__(self, tree: ConfigTree) -> None:
+        self.tree = tree
+        self._files: dict[Path, remediation.RuleSet | ConfigError] = {}
+        for relative in tree.files:
+            if relative.name == configtree.REMEDIATION:
+                file = tree.root / relative
+                try:
+                    self._files[file] = remediation.load(file)
+                except ConfigError as e:
+                    self._files[file] = e
+
+    def decide(self, notification: Notification, *, settings: Settings) -> Decision:
+        if notification.signal is not Signal.OPEN:
+            return NOTHING
+        ref = notification.service_ref
+        if ref is None:
+            missing = [
+                name for name in ("project", "stage", "service") if not getattr(notification, name)
+            ]
+            return Decision(
+                reason=f"no {'/'.join(missing)}: {_where(notification, settings, missing)}"
+            )
+        file = self.tree.remediation_file(ref)
+        if file is None:
+            return Decision(reason=f"no remediation.yaml for {ref}")
+        rules = self._files[file]
+        if isinstance(rules, ConfigError):
+            return Decision(reason=f"remediation.yaml cannot be used: {rules}")
+        rule = rules.match(notification.title)
+        if rule is None:
+            return Decision(
+                reason=f"no rule in {file} matches {notification.title!r} and there is no"
+                " default rule"
+            )
+        if rule.error is not None:
+            return Decision(
+                reason=f"the matching rule {rule.problem_type!r} is broken: {rule.error}"
+            )
+        return Decision(plan=rule.plan() | {"rule_file": str(file)})
 
 
 def _where(notification: Notification, settings: Settings, missing: list[str]) -> str:

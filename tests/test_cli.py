@@ -58,3 +58,39 @@ def test_serve_refuses_to_start_without_credentials(config_dir: Path) -> None:
     )
     assert result.returncode == 2
     assert "RECEIVER_AUTH_TOKEN" in result.stderr
+
+
+def test_remediation_files_are_checked_with_file_and_path(config_dir: Path) -> None:
+    carts = config_dir / "sockshop" / "production" / "carts"
+    (carts / "remediation.yaml").write_text("""
+apiVersion: spec.keptn.sh/0.2.0
+kind: Remediation
+spec:
+  remediations:
+  - problemType: response_time_p90
+    actionsOnOpen:
+    - {action: scaling, value: lots}
+    - {action: reboot}
+  - problemType: Failure rate increase
+    actionsOnOpen:
+    - {action: toggle-feature, value: {EnablePromotion: maybe}}
+""")
+    (config_dir / "sockshop" / "production" / "remediation.yaml").write_text(
+        "remediations:\n- name: x\n  actions:\n"
+        "  - {action: featuretoggle, value: EnablePromotion}\n"
+    )
+    result = check(config_dir)
+    assert result.returncode == 1
+    file = f"{carts}/remediation.yaml"
+    for line in (
+        f"{file}: apiVersion: expected spec.keptn.sh/0.1.x, got 'spec.keptn.sh/0.2.0'",
+        f"{file}: spec.remediations[0].actionsOnOpen[0].value: expected a replica delta such as"
+        " +1, 1 or -1, got 'lots'",
+        f"{file}: spec.remediations[0].actionsOnOpen[1].action: unknown action 'reboot':"
+        " expected one of scaling, featuretoggle, toggle-feature, restart, escalate",
+        f"{file}: spec.remediations[1].actionsOnOpen[0].value: expected a flag name and on or"
+        " off, got 'EnablePromotion': 'maybe'",
+        f"{config_dir}/sockshop/production/remediation.yaml: remediations[0].actions[0].value:"
+        " expected \"Name:on|off\", got 'EnablePromotion'",
+    ):
+        assert line in result.stdout.splitlines(), (line, result.stdout)

@@ -1,0 +1,1 @@
+"""remediation.yaml: which actions answer which problem, in both of Keptn's formats."""

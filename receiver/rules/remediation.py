@@ -1,0 +1,263 @@
+"""Load remediation.yaml in Keptn 0.6 and Keptn 0.7+ form into rules with typed actions.
+
+    # Keptn 0.6
+    remediations:
+    - name: response_time_p90
+      actions: [{action: scaling, value: +1}]
+
+    # Keptn 0.7+ (apiVersion spec.keptn.sh/0.1.x)
+    apiVersion: spec.keptn.sh/0.1.4
+    kind: Remediation
+    spec:
+      remediations:
+      - problemType: Failure rate increase
+        actionsOnOpen:
+        - {action: toggle-feature, name: ..., value: {EnablePromotion: "off"}}
+
+Options beyond Keptn, per rule and all optional: `wait` (before the SLO is evaluated again),
+`evaluation_window`, `dry_run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+from receiver import configtree, durations
+from receiver.errors import ConfigError
+from receiver.models import ActionKind, Escalate, Restart, Scale, Toggle
+
+DEFAULT_RULE = "default"
+ACTIONS = ("scaling", "featuretoggle", "toggle-feature", "restart", "escalate")
+_API_VERSION = re.compile(r"^spec\.keptn\.sh/0\.1\.\d+$")
+_DELTA = re.compile(r"^\s*[+-]?\d+\s*$")
+_SWITCH = {"on": True, "off": False, "true": True, "false": False}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Action:
+    name: str  # the action as written in remediation.yaml: scaling, toggle-feature, ...
+    kind: ActionKind
+    value: Any  # as written, for the timeline
+    title: str | None = None  # Keptn 0.7's `name`
+    description: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Rule:
+    problem_type: str
+    actions: tuple[Action, ...]
+    wait: float | None = None
+    evaluation_window: float | None = None
+    dry_run: bool = False
+    error: str | None = None  # why this rule cannot run ("file: path: what is wrong")
+
+    def plan(self) -> dict[str, Any]:
+        """The rule as the journal keeps it, so a resumed remediation runs what was matched."""
+        return {
+            "rule": self.problem_type,
+            "actions": [
+                {"action": a.name, "value": a.value, "name": a.title, "description": a.description}
+                for a in self.actions
+            ],
+            "wait": self.wait,
+            "evaluation_window": self.evaluation_window,
+            "dry_run": self.dry_run,
+        }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class RuleSet:
+    file: str
+    rules: tuple[Rule, ...]
+
+    def match(self, title: str) -> Rule | None:
+        """The first rule whose problem type starts the title, else `default`, else None.
+
+        A rule with an error is matched like any other, so that its error is what the
+        problem shows, instead of a different rule running in its place.
+        """
+        for rule in self.rules:
+            if rule.problem_type != DEFAULT_RULE and title.startswith(rule.problem_type):
+                return rule
+        return next((r for r in self.rules if r.problem_type == DEFAULT_RULE), None)
+
+
+def load(file: Path) -> RuleSet:
+    """The rules of `file`, broken ones carrying their error; ConfigError if unreadable."""
+    rule_set, errors = parse(configtree.load_yaml(file), str(file))
+    if not rule_set.rules and errors:
+        raise errors[0]
+    return rule_set
+
+
+def action(name: str, value: Any) -> ActionKind:
+    """The typed action of a journaled plan entry (validated when the rule was matched)."""
+    return _kind(name, value)
+
+
+def parse(document: Any, file: str) -> tuple[RuleSet, list[ConfigError]]:
+    """Rules and every problem found; a rule with a problem is left out."""
+    errors: list[ConfigError] = []
+    if not isinstance(document, dict):
+        return RuleSet(file=file, rules=()), [ConfigError(file, "", "expected a mapping")]
+    if "apiVersion" in document or "spec" in document:
+        api_version = document.get("apiVersion")
+        if not isinstance(api_version, str) or not _API_VERSION.match(api_version):
+            errors.append(
+                ConfigError(
+                    file, "apiVersion", f"expected spec.keptn.sh/0.1.x, got {api_version!r}"
+                )
+            )
+        kind = document.get("kind", "Remediation")
+        if kind != "Remediation":
+            errors.append(ConfigError(file, "kind", f"expected Remediation, got {kind!r}"))
+        spec = document.get("spec")
+        if not isinstance(spec, dict):
+            errors.append(ConfigError(file, "spec", "expected a mapping with remediations"))
+            return RuleSet(file=file, rules=()), errors
+        entries, path, name_key, actions_key = (
+            spec.get("remediations"),
+            "spec.remediations",
+            "problemType",
+            "actionsOnOpen",
+        )
+    elif "remediations" in document:
+        entries, path, name_key, actions_key = (
+            document["remediations"],
+            "remediations",
+            "name",
+            "actions",
+        )
+    else:
+        return RuleSet(file=file, rules=()), [
+            ConfigError(
+                file, "", "expected Keptn 0.6 `remediations:` or Keptn 0.7 `apiVersion:`/`spec:`"
+            )
+        ]
+    if not isinstance(entries, list):
+        errors.append(ConfigError(file, path, "expected a list of remediations"))
+        return RuleSet(file=file, rules=()), errors
+    file_error = str(errors[0]) if errors else None  # a wrong apiVersion breaks every rule
+    rules = []
+    for index, entry in enumerate(entries):
+        where = f"{path}[{index}]"
+        before = len(errors)
+        rule = _rule(entry, file, where, name_key, actions_key, errors)
+        if rule is None:
+            continue
+        error = file_error or (str(errors[before]) if len(errors) > before else None)
+        rules.append(dataclasses.replace(rule, error=error) if error else rule)
+    return RuleSet(file=file, rules=tuple(rules)), errors
+
+
+def _rule(
+    entry: Any, file: str, where: str, name_key: str, actions_key: str, errors: list[ConfigError]
+) -> Rule | None:
+    if not isinstance(entry, dict):
+        errors.append(ConfigError(file, where, f"expected a mapping with {name_key}"))
+        return None
+    problem_type = entry.get(name_key)
+    if not isinstance(problem_type, str) or not problem_type:
+        errors.append(ConfigError(file, f"{where}.{name_key}", "missing: the problem title prefix"))
+        return None
+    raw_actions = entry.get(actions_key)
+    if not isinstance(raw_actions, list) or not raw_actions:
+        errors.append(ConfigError(file, f"{where}.{actions_key}", "expected a list of actions"))
+        return None
+    actions = []
+    for index, raw in enumerate(raw_actions):
+        action = _action(raw, file, f"{where}.{actions_key}[{index}]", errors)
+        if action is not None:
+            actions.append(action)
+    options: dict[str, Any] = {}
+    for key in ("wait", "evaluation_window"):
+        if entry.get(key) is not None:
+            try:
+                options[key] = durations.parse(entry[key])
+            except ValueError as e:
+                errors.append(ConfigError(file, f"{where}.{key}", str(e)))
+    if "dry_run" in entry:
+        if not isinstance(entry["dry_run"], bool):
+            errors.append(ConfigError(file, f"{where}.dry_run", "expected true or false"))
+        options["dry_run"] = bool(entry["dry_run"])
+    return Rule(problem_type=problem_type, actions=tuple(actions), **options)
+
+
+def _action(raw: Any, file: str, where: str, errors: list[ConfigError]) -> Action | None:
+    if not isinstance(raw, dict):
+        errors.append(ConfigError(file, where, "expected a mapping with action and value"))
+        return None
+    name = raw.get("action")
+    if name not in ACTIONS:
+        errors.append(
+            ConfigError(
+                file,
+                f"{where}.action",
+                f"unknown action {name!r}: expected one of {', '.join(ACTIONS)}",
+            )
+        )
+        return None
+    value = raw.get("value")
+    try:
+        kind = _kind(name, value)
+    except ValueError as e:
+        errors.append(ConfigError(file, f"{where}.value", str(e)))
+        return None
+    return Action(
+        name=name,
+        kind=kind,
+        value=value,
+        title=str(raw["name"]) if raw.get("name") is not None else None,
+        description=str(raw["description"]) if raw.get("description") is not None else None,
+    )
+
+
+def _kind(name: str, value: Any) -> ActionKind:
+    if name == "scaling":
+        if isinstance(value, bool) or not (
+            isinstance(value, int) or (isinstance(value, str) and _DELTA.match(value))
+        ):
+            raise ValueError(f"expected a replica delta such as +1, 1 or -1, got {value!r}")
+        return Scale(delta=int(value))
+    if name in ("featuretoggle", "toggle-feature"):
+        return Toggle(flags=_flags(value))
+    if name == "restart":
+        return Restart()
+    return Escalate()
+
+
+def _flags(value: Any) -> tuple[tuple[str, bool], ...]:
+    """`Name:on|off`, or a map of names to on/off (YAML 1.1 turns a bare off into false)."""
+    if isinstance(value, str):
+        items: list[tuple[Any, Any]] = []
+        for part in value.split(","):
+            flag, sep, state = part.strip().partition(":")
+            if not sep:
+                raise ValueError(f'expected "Name:on|off", got {value!r}')
+            items.append((flag.strip(), state.strip()))
+    elif isinstance(value, dict) and value:
+        items = list(value.items())
+    else:
+        raise ValueError(f'expected "Name:on|off" or a map {{Name: "on"|"off"}}, got {value!r}')
+    flags = []
+    for flag, state in items:
+        switch = state if isinstance(state, bool) else _SWITCH.get(str(state).strip().lower())
+        if not isinstance(flag, str) or not flag or switch is None:
+            raise ValueError(f"expected a flag name and on or off, got {flag!r}: {state!r}")
+        flags.append((flag, switch))
+    return tuple(flags)
+
+
+def check(tree: configtree.ConfigTree) -> list[ConfigError]:
+    errors: list[ConfigError] = []
+    for relative in sorted(tree.files):
+        if relative.name == configtree.REMEDIATION:
+            file = tree.root / relative
+            try:
+                errors.extend(parse(configtree.load_yaml(file), str(file))[1])
+            except ConfigError as e:
+                errors.append(e)
+    return errors

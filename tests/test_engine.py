@@ -1,0 +1,438 @@
+"""The self-healing loop over the HTTP interface, with the Kubernetes, Prometheus and
+escalation stand-ins and a clock that tests move by hand."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import prometheus_client as prom
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from pytest_aiohttp import AiohttpClient
+
+from receiver import configtree, server
+from tests import kube_standin, prometheus_standin
+from tests.conftest import AUTH, make_settings, payload
+from tests.fakeclock import FakeClock
+
+NS = "sockshop-production"
+WAIT = 600.0
+SLOW = {"histogram_quantile": 900.0, "http_requests_total": 0.0}  # p90 fails (<600), errors ok
+FAST = {"histogram_quantile": 300.0, "http_requests_total": 0.0}
+
+TWO_ACTIONS = """
+apiVersion: spec.keptn.sh/0.1.4
+kind: Remediation
+spec:
+  remediations:
+  - problemType: response_time_p90
+    actionsOnOpen:
+    - {action: scaling, name: scaling, value: "1"}
+    - {action: restart, name: restart}
+  - problemType: default
+    actionsOnOpen:
+    - {action: escalate, name: escalate}
+"""
+
+
+class World:
+    """The receiver and everything it talks to, for one test."""
+
+    def __init__(
+        self,
+        client: TestClient[Any, Any],
+        clock: FakeClock,
+        cluster: kube_standin.Cluster,
+        slis: dict[str, float],
+        escalations: list[dict[str, Any]],
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.cluster = cluster
+        self.slis = slis
+        self.escalations = escalations
+
+    async def fire(
+        self,
+        title: str = "response_time_p90",
+        key: str = "fp-1",
+        status: str = "firing",
+        service: str = "carts",
+    ) -> dict[str, Any]:
+        body = payload("alertmanager-firing.json")
+        alert = copy.deepcopy(body["alerts"][0])
+        alert.update(status=status, fingerprint=key)
+        alert["annotations"]["summary"] = title
+        alert["labels"]["service"] = service
+        body["alerts"] = [alert]
+        response = await self.client.post(
+            "/webhooks/alertmanager", data=json.dumps(body), headers=AUTH
+        )
+        assert response.status == 200, await response.text()
+        recorded: dict[str, Any] = (await response.json())["recorded"][0]
+        return recorded
+
+    async def resolve(self, key: str = "fp-1") -> None:
+        await self.fire(key=key, status="resolved")
+
+    async def get(self, remediation_id: int) -> dict[str, Any]:
+        response = await self.client.get(f"/api/v1/remediations/{remediation_id}")
+        assert response.status == 200
+        document: dict[str, Any] = await response.json()
+        return document
+
+    async def until(
+        self, remediation_id: int, predicate: Callable[[dict[str, Any]], bool], what: str
+    ) -> dict[str, Any]:
+        for _ in range(500):
+            document = await self.get(remediation_id)
+            if predicate(document):
+                return document
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"remediation {remediation_id} never reached {what}: {document}")
+
+    async def waiting(self, remediation_id: int, step: int) -> dict[str, Any]:
+        document = await self.until(
+            remediation_id,
+            lambda d: (
+                d["phase"] == "wait" and d["current_step"] == step and self.clock.sleepers > 0
+            ),
+            f"the wait after step {step}",
+        )
+        return document
+
+    async def finished(self, remediation_id: int) -> dict[str, Any]:
+        return await self.until(remediation_id, lambda d: d["phase"] == "done", "its end")
+
+
+MakeWorld = Callable[..., Awaitable[World]]
+
+
+@pytest.fixture
+async def make_world(
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    config_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[MakeWorld]:
+    servers: list[TestServer] = []
+
+    async def make(remediation: str | None = None, *, slo: bool = True, **settings: Any) -> World:
+        carts = config_dir / "sockshop" / "production" / "carts"
+        if remediation is not None:
+            (carts / "remediation.yaml").write_text(remediation)
+        if not slo:
+            (carts / "slo.yaml").unlink()
+        cluster = kube_standin.Cluster()
+        cluster.add_deployment(NS, "carts-primary", replicas=1)
+        kube = TestServer(kube_standin.create_app(cluster))
+        slis = dict(SLOW)
+        prometheus = TestServer(prometheus_standin.create_app(slis))
+        escalations: list[dict[str, Any]] = []
+
+        async def escalate(request: web.Request) -> web.Response:
+            escalations.append(await request.json())
+            return web.Response(text="ok")
+
+        hook = web.Application()
+        hook.router.add_post("/hook", escalate)
+        hook_server = TestServer(hook)
+        for started in (kube, prometheus, hook_server):
+            await started.start_server()
+            servers.append(started)
+        kubeconfig = kube_standin.write_kubeconfig(tmp_path / "kubeconfig", str(kube.make_url("")))
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        clock = FakeClock()
+        app = server.create_app(
+            make_settings(
+                tmp_path,
+                **{
+                    "prometheus_url": str(prometheus.make_url("")),
+                    "escalation_webhook_url": str(hook_server.make_url("/hook")),
+                    "remediation_wait": WAIT,
+                    "remediation_cooldown": 0.0,
+                    "action_backoff": 0.0,
+                }
+                | settings,
+            ),
+            configtree.scan(config_dir),
+            registry=prom.CollectorRegistry(),
+            clock=clock,
+        )
+        client = await aiohttp_client(app)
+        return World(client, clock, cluster, slis, escalations)
+
+    yield make
+    for started in servers:
+        await started.close()
+
+
+async def test_healed_after_the_first_action(make_world: MakeWorld) -> None:
+    world = await make_world()
+    recorded = await world.fire()
+    rid = recorded["remediation_id"]
+    await world.waiting(rid, 0)
+    assert world.cluster.replicas(NS, "carts-primary") == 2
+    world.slis.update(FAST)  # the new replica helps
+    world.clock.advance(WAIT)
+    done = await world.finished(rid)
+    assert done["state"] == "healed"
+    assert done["reason"].startswith("scaling (step 1) healed it: SLO pass, score 100.0")
+    (step,) = done["steps"]
+    assert (step["action"], step["input"], step["result"], step["verdict"]) == (
+        "scaling",
+        "1",
+        "succeeded",
+        "healed",
+    )
+    assert step["evaluation"]["result"] == "pass"
+    assert {o["sli"]: o["status"] for o in step["evaluation"]["objectives"]} == {
+        "response_time_p90": "pass",
+        "error_rate": "pass",
+    }
+    assert world.escalations == []
+
+
+async def test_the_first_action_fails_its_slo_and_the_second_heals(make_world: MakeWorld) -> None:
+    world = await make_world(TWO_ACTIONS)
+    rid = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    world.clock.advance(WAIT)  # still slow: the SLO fails
+    await world.waiting(rid, 1)
+    template = world.cluster.deployments[(NS, "carts-primary")]["spec"]["template"]
+    assert "kubectl.kubernetes.io/restartedAt" in template["metadata"]["annotations"]
+    world.slis.update(FAST)
+    world.clock.advance(WAIT)
+    done = await world.finished(rid)
+    assert done["state"] == "healed"
+    assert [
+        (s["action"], s["result"], s["verdict"], s["evaluation"]["result"]) for s in done["steps"]
+    ] == [("scaling", "succeeded", "next", "fail"), ("restart", "succeeded", "healed", "pass")]
+
+
+async def test_when_nothing_helps_the_problem_is_escalated(make_world: MakeWorld) -> None:
+    world = await make_world(TWO_ACTIONS)
+    rid = (await world.fire())["remediation_id"]
+    for step in (0, 1):
+        await world.waiting(rid, step)
+        world.clock.advance(WAIT)
+    done = await world.finished(rid)
+    assert done["state"] == "escalated"
+    assert done["reason"] == "no action healed it; escalation delivered"
+    assert [s["action"] for s in done["steps"]] == ["scaling", "restart", "escalate"]
+    (document,) = world.escalations
+    assert document["problem"]["title"] == "response_time_p90"
+    assert [(s["action"], s["result"]) for s in document["steps"]] == [
+        ("scaling", "succeeded"),
+        ("restart", "succeeded"),
+    ]
+    assert document["evaluation"]["result"] == "fail"
+
+
+async def test_a_failed_action_moves_on_at_once(make_world: MakeWorld) -> None:
+    world = await make_world(TWO_ACTIONS)
+    world.cluster.deployments[(NS, "carts-primary")]["spec"]["replicas"] = 10  # at the maximum
+    rid = (await world.fire())["remediation_id"]
+    document = await world.waiting(rid, 1)  # no wait after the failed scaling
+    first = document["steps"][0]
+    assert (first["result"], first["detail"], first["verdict"]) == (
+        "failed",
+        "no effect: at maximum 10 replicas",
+        "next",
+    )
+    assert first["evaluation"] is None
+
+
+async def test_a_resolve_during_the_wait_stops_the_remediation(make_world: MakeWorld) -> None:
+    world = await make_world(TWO_ACTIONS)
+    rid = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    await world.resolve()
+    done = await world.finished(rid)
+    assert done["state"] == "resolved"
+    assert done["reason"] == "resolved by its source after 1 action"
+    assert [s["action"] for s in done["steps"]] == ["scaling"]
+    assert world.cluster.count("PATCH", "/carts-primary") == 0  # the restart never ran
+
+
+async def test_repeated_firing_starts_one_remediation(make_world: MakeWorld) -> None:
+    world = await make_world()
+    first = await world.fire()
+    repeats = [await world.fire() for _ in range(3)]
+    assert [r["outcome"] for r in repeats] == ["repeated"] * 3
+    assert all(r["remediation_id"] is None for r in repeats)
+    await world.waiting(first["remediation_id"], 0)
+    listed = await (await world.client.get("/api/v1/remediations")).json()
+    assert len(listed["remediations"]) == 1
+    assert world.cluster.replicas(NS, "carts-primary") == 2
+
+
+async def test_two_problems_of_one_service_are_serialized(make_world: MakeWorld) -> None:
+    world = await make_world(remediation_cooldown=120.0)
+    first = (await world.fire(key="fp-1"))["remediation_id"]
+    second = (await world.fire(title="response_time_p90 again", key="fp-2"))["remediation_id"]
+    await world.waiting(first, 0)
+    assert (await world.get(second))["state"] == "pending"  # queued behind the first
+    assert world.cluster.replicas(NS, "carts-primary") == 2  # only the first has acted
+    world.slis.update(FAST)
+    world.clock.advance(WAIT)
+    assert (await world.finished(first))["state"] == "healed"
+    await world.until(second, lambda d: d["phase"] == "cooldown", "the cooldown")
+    assert world.cluster.replicas(NS, "carts-primary") == 2
+    world.clock.advance(120)
+    await world.waiting(second, 0)
+    assert world.cluster.replicas(NS, "carts-primary") == 3
+
+
+async def test_a_problem_resolved_during_the_cooldown_is_not_remediated(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world(remediation_cooldown=120.0)
+    first = (await world.fire(key="fp-1"))["remediation_id"]
+    second = (await world.fire(key="fp-2"))["remediation_id"]
+    await world.waiting(first, 0)
+    world.slis.update(FAST)
+    world.clock.advance(WAIT)
+    await world.until(second, lambda d: d["phase"] == "cooldown", "the cooldown")
+    await world.resolve("fp-2")
+    world.clock.advance(120)
+    done = await world.finished(second)
+    assert (done["state"], done["steps"]) == ("resolved", [])
+    assert done["reason"] == "resolved by its source before the remediation began"
+
+
+async def test_different_services_run_concurrently(make_world: MakeWorld, config_dir: Path) -> None:
+    orders = config_dir / "sockshop" / "production" / "orders"
+    orders.mkdir()
+    (orders / "remediation.yaml").write_text(
+        "remediations:\n- name: response_time_p90\n  actions:\n  - {action: scaling, value: +1}\n"
+    )
+    world = await make_world()
+    world.cluster.add_deployment(NS, "orders-primary", replicas=1)
+    carts = (await world.fire(key="fp-1"))["remediation_id"]
+    other = (await world.fire(key="fp-2", service="orders"))["remediation_id"]
+    await world.waiting(carts, 0)
+    await world.until(other, lambda d: d["phase"] == "wait", "its wait")
+    assert world.cluster.replicas(NS, "orders-primary") == 2
+
+
+async def test_without_an_slo_a_resolve_after_an_action_is_healed(make_world: MakeWorld) -> None:
+    world = await make_world(TWO_ACTIONS, slo=False)
+    rid = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    await world.resolve()
+    done = await world.finished(rid)
+    assert done["state"] == "healed"
+    assert done["steps"][0]["verdict"] == "healed"
+
+
+async def test_without_an_slo_a_problem_still_open_moves_on(make_world: MakeWorld) -> None:
+    world = await make_world(TWO_ACTIONS, slo=False)
+    rid = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    world.clock.advance(WAIT)
+    document = await world.waiting(rid, 1)
+    assert document["steps"][0]["verdict"] == "next"
+
+
+async def test_cancel_stops_a_remediation(make_world: MakeWorld) -> None:
+    world = await make_world(TWO_ACTIONS)
+    rid = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    assert (await world.client.post(f"/api/v1/remediations/{rid}/cancel")).status == 401
+    response = await world.client.post(f"/api/v1/remediations/{rid}/cancel", headers=AUTH)
+    assert response.status == 202
+    done = await world.finished(rid)
+    assert (done["state"], done["reason"]) == ("cancelled", "cancelled by hand after 1 action")
+    again = await world.client.post(f"/api/v1/remediations/{rid}/cancel", headers=AUTH)
+    assert again.status == 409
+    missing = await world.client.post("/api/v1/remediations/999/cancel", headers=AUTH)
+    assert missing.status == 404
+
+
+async def test_the_default_rule_catches_other_titles(make_world: MakeWorld) -> None:
+    world = await make_world(TWO_ACTIONS)
+    rid = (await world.fire(title="Memory leak"))["remediation_id"]
+    done = await world.finished(rid)
+    assert (done["state"], done["rule"]) == ("escalated", "default")
+    assert done["reason"] == "the rule escalates here; escalation delivered"
+    assert len(world.escalations) == 1
+
+
+async def test_a_broken_rule_is_visible_on_the_problem(make_world: MakeWorld) -> None:
+    world = await make_world(TWO_ACTIONS.replace("action: restart", "action: reboot"))
+    recorded = await world.fire()
+    assert recorded["remediation_id"] is None
+    assert "unknown action 'reboot'" in recorded["reason"]
+    assert "spec.remediations[0].actionsOnOpen[1].action" in recorded["reason"]
+    problem = await (await world.client.get("/api/v1/problems/fp-1")).json()
+    assert "is broken" in problem["ignored_reason"]
+
+
+async def test_a_dry_run_rule_changes_nothing(make_world: MakeWorld) -> None:
+    world = await make_world(
+        TWO_ACTIONS.replace(
+            "  - problemType: response_time_p90\n",
+            "  - problemType: response_time_p90\n    dry_run: true\n    wait: 1m\n",
+        )
+    )
+    rid = (await world.fire())["remediation_id"]
+    document = await world.waiting(rid, 0)
+    assert document["steps"][0]["detail"].startswith("dry run, nothing changed: scale")
+    assert world.cluster.calls == []
+    assert document["phase_until"] is not None
+    world.clock.advance(60)  # the rule's own wait, not the 10-minute default
+    await world.waiting(rid, 1)
+
+
+async def test_the_list_is_filtered_and_carries_the_interface_fields(make_world: MakeWorld) -> None:
+    world = await make_world()
+    rid = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    listed = (
+        await (
+            await world.client.get(
+                "/api/v1/remediations", params={"state": "running", "service": "carts"}
+            )
+        ).json()
+    )["remediations"]
+    (item,) = listed
+    assert (
+        item
+        | {
+            "id": rid,
+            "problem_key": "fp-1",
+            "project": "sockshop",
+            "stage": "production",
+            "service": "carts",
+            "state": "running",
+        }
+        == item
+    )
+    assert [(s["action"], s["result"]) for s in item["steps"]] == [("scaling", "succeeded")]
+    empty = await world.client.get("/api/v1/remediations", params={"state": "healed"})
+    assert (await empty.json())["remediations"] == []
+    bad = await world.client.get("/api/v1/remediations", params={"state": "done"})
+    assert bad.status == 400
+
+
+async def test_metrics_count_remediations_and_actions(make_world: MakeWorld) -> None:
+    world = await make_world()
+    rid = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    world.slis.update(FAST)
+    world.clock.advance(WAIT)
+    await world.finished(rid)
+    text = await (await world.client.get("/metrics")).text()
+    assert "receiver_remediations_started_total 1.0" in text
+    assert 'receiver_remediations_finished_total{state="healed"} 1.0' in text
+    assert 'receiver_action_duration_seconds_count{action="scaling",result="succeeded"} 1.0' in text
+    assert 'receiver_slo_evaluations_total{result="pass"} 1.0' in text
+    assert "receiver_remediations_in_progress 0.0" in text
