@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from receiver import configtree, logs, server, settings, slocli
+from receiver import configtree, logs, server, settings, slocli, status
 from receiver.errors import ConfigError
 from receiver.rules import remediation
 from receiver.slo import evaluation
@@ -35,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.set_defaults(run=_check)
 
     slocli.add_commands(commands)
+    status.add_command(commands)
 
     args = parser.parse_args(argv)
     code: int = args.run(args)

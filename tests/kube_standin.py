@@ -18,7 +18,10 @@ API behaviours reproduced (the contract our Kubernetes adapter relies on):
 - Faults a test injects: `fail(method, suffix, status, times)` answers `status` (e.g. 500)
   that many times; `conflicts` bumps the resourceVersion behind the client's back after each
   `GET …/scale` that many times (another writer); `delay` seconds before every answer.
-- Every request is kept in `calls` as (method, path, JSON body or None) for counting.
+- `first_call[(method, path)]`: when (time.monotonic) such a request first arrived.
+- `write_delay` seconds before a write is applied (the handler is not cancelled when the
+  client goes away, as aiohttp's default is). Every request is kept in `calls` and every
+  applied write in `writes`, as (method, path, JSON body or None), for counting.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import asyncio
 import copy
 import dataclasses
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,9 @@ class Cluster:
     faults: list[tuple[str, str, int]] = dataclasses.field(default_factory=list)
     conflicts: int = 0
     delay: float = 0.0
+    write_delay: float = 0.0  # before a PATCH or PUT is applied: a client may die meanwhile
+    writes: list[tuple[str, str, Any]] = dataclasses.field(default_factory=list)
+    first_call: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)
     _version: int = 1000
 
     def add_deployment(self, namespace: str, name: str, *, replicas: int = 1) -> None:
@@ -141,6 +148,7 @@ def create_app(cluster: Cluster) -> web.Application:
     async def handle(request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else None
         cluster.calls.append((request.method, request.path, body))
+        cluster.first_call.setdefault((request.method, request.path), time.monotonic())
         if cluster.delay:
             await asyncio.sleep(cluster.delay)
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
@@ -202,6 +210,16 @@ def create_app(cluster: Cluster) -> web.Application:
                 group="apps",
                 kind="deployments",
             )
+        if cluster.write_delay:
+            await asyncio.sleep(cluster.write_delay)
+            if wanted is not None and wanted != deployment["metadata"]["resourceVersion"]:
+                return _status(
+                    409,
+                    "Conflict",
+                    f"Operation cannot be fulfilled on"
+                    f' deployments.apps "{name}": the object has been modified',
+                )
+        cluster.writes.append((request.method, request.path, body))
         spec_before = copy.deepcopy(deployment["spec"])
         if is_scale:
             replicas = (body.get("spec") or {}).get("replicas")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -13,6 +14,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+import aiohttp
 
 
 def free_port() -> int:
@@ -81,3 +84,60 @@ def binary(name: str) -> str:
     if not Path(path).exists():
         raise RuntimeError(f"{name} is not installed: run scripts/test, which installs it")
     return path
+
+
+class AsyncReceiver:
+    """`receiver serve` as a subprocess, driven from async tests (stand-ins share the loop)."""
+
+    def __init__(self, config_dir: Path, *, port: int, log: Path, env: dict[str, str]) -> None:
+        self.config_dir = config_dir
+        self.port = port
+        self.log = log
+        self.env = env
+        self.process: asyncio.subprocess.Process | None = None
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def start(self) -> None:
+        with self.log.open("ab") as output:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "receiver",
+                "serve",
+                "--config",
+                str(self.config_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                env=receiver_env(**self.env),
+                stdout=output,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        async with aiohttp.ClientSession() as session:
+            for _ in range(400):
+                if self.process.returncode is not None:
+                    raise RuntimeError(f"the receiver exited: {self.log.read_text()[-2000:]}")
+                try:
+                    async with session.get(f"{self.url}/readyz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise TimeoutError("the receiver did not become ready")
+
+    async def kill(self) -> None:
+        """SIGKILL: no chance to flush, close or finish anything."""
+        assert self.process is not None
+        self.process.kill()
+        await self.process.wait()
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()

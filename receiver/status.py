@@ -1,0 +1,116 @@
+"""`receiver status`: the remediations as a table, or one remediation's timeline.
+
+Made for `kubectl port-forward svc/selfheal-receiver 8080`: it reads the HTTP API, so it
+works from a laptop. RECEIVER_AUTH_TOKEN is sent when set (for `auth.protect_reads`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+def add_command(commands: Any) -> None:
+    status = commands.add_parser("status", help="show remediations (table) or one timeline")
+    status.add_argument("id", nargs="?", type=int, help="a remediation's id: its timeline")
+    status.add_argument("--url", default=os.environ.get("RECEIVER_URL", "http://localhost:8080"))
+    status.add_argument("--state", help="only remediations in this state")
+    status.add_argument("--output", choices=("table", "json"), default="table")
+    status.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = f"/api/v1/remediations/{args.id}" if args.id is not None else "/api/v1/remediations"
+    if args.id is None and args.state:
+        path += f"?state={args.state}"
+    try:
+        document = _get(args.url.rstrip("/") + path)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        print(f"receiver: cannot read {args.url}{path}: {e}", file=sys.stderr)
+        return 2
+    if args.output == "json":
+        print(json.dumps(document, indent=2))
+    elif args.id is not None:
+        print(timeline(document))
+    else:
+        print(table(document["remediations"]))
+    return 0
+
+
+def _get(url: str) -> Any:
+    headers = {"Accept": "application/json"}
+    token = os.environ.get("RECEIVER_AUTH_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - the user's own URL
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return json.load(response)
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode(errors="replace")[:300]
+        raise ValueError(f"HTTP {e.code}: {detail}") from None
+
+
+def table(items: list[dict[str, Any]]) -> str:
+    if not items:
+        return "no remediations"
+    rows = [("ID", "STATE", "SERVICE", "PROBLEM", "STEPS", "STARTED", "WHY")]
+    for item in items:
+        steps = " → ".join(f"{s['action']}:{s['result']}" for s in item["steps"]) or "-"
+        rows.append(
+            (
+                str(item["id"]),
+                item["state"],
+                f"{item['project']}/{item['stage']}/{item['service']}",
+                _cut(item["title"], 32),
+                _cut(steps, 48),
+                (item.get("started_at") or item["created_at"] or "")[:19],
+                _cut(item.get("reason") or item.get("phase") or "", 60),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def timeline(item: dict[str, Any]) -> str:
+    lines = [
+        f"remediation {item['id']}: {item['state']}"
+        + (f" — {item['reason']}" if item.get("reason") else f" ({item['phase']})"),
+        f"problem   {item['title']} [{item['source']} {item['problem_key']}, "
+        f"{item['problem_state']}] on {item['project']}/{item['stage']}/{item['service']}",
+        f"rule      {item['rule']} from {item.get('rule_file')}",
+        f"created   {item['created_at']}   started {item.get('started_at') or '-'}"
+        f"   ended {item.get('ended_at') or '-'}",
+    ]
+    for step in item["steps"]:
+        duration = (
+            f"{step['duration_seconds']:.2f}s" if step["duration_seconds"] is not None else ""
+        )
+        lines.append(
+            f"  {step['position'] + 1}. {step['action']} {json.dumps(step['input'])}: "
+            f"{step['result']} {duration} — {step['detail'] or ''}"
+        )
+        evaluation = step.get("evaluation")
+        if evaluation:
+            lines.append(f"     SLO {evaluation['result']} (score {evaluation['score']:.1f})")
+            for objective in evaluation.get("objectives", []):
+                lines.append(
+                    f"       {objective['sli']}: {objective['value']} → {objective['status']}"
+                )
+        if step.get("verdict"):
+            lines.append(f"     verdict: {step['verdict']}")
+    if item["phase"] in ("wait", "cooldown") and item.get("phase_until"):
+        lines.append(f"  waiting until {item['phase_until']}")
+    return "\n".join(lines)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
