@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from receiver import configtree, logs, server, settings, slocli, status
+from receiver import configtree, logs, sendtest, server, settings, slocli, status
 from receiver.errors import ConfigError
 from receiver.rules import remediation
 from receiver.slo import evaluation
@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     slocli.add_commands(commands)
     status.add_command(commands)
+    sendtest.add_command(commands)
 
     args = parser.parse_args(argv)
     code: int = args.run(args)

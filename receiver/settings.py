@@ -323,8 +323,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def load(config_dir: Path, environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from `config_dir/receiver.yaml` and the environment; raises the first error."""
+def load(config_dir: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `config_dir/receiver.yaml` (None: no file) and the environment; raises
+    the first error."""
     settings, errors = load_checked(config_dir, environ)
     if errors:
         raise errors[0]
@@ -333,14 +334,14 @@ def load(config_dir: Path, environ: Mapping[str, str] | None = None) -> Settings
 
 
 def load_checked(
-    config_dir: Path, environ: Mapping[str, str] | None = None
+    config_dir: Path | None, environ: Mapping[str, str] | None = None
 ) -> tuple[Settings | None, list[ConfigError]]:
     """Settings, or None and every problem found (for `receiver check`)."""
     environ = os.environ if environ is None else environ
-    file = config_dir / SETTINGS_FILE
+    file = (config_dir or Path()) / SETTINGS_FILE
     errors: list[ConfigError] = []
     document: dict[str, Any] = {}
-    if file.exists():
+    if config_dir is not None and file.exists():
         try:
             loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as e:

@@ -10,7 +10,8 @@ The contract it checks, as Dynatrace documents it:
   "dimensionMap", "timestamps", "values"}]}]}` — one data point per series at `resolution=Inf`,
   one per minute otherwise.
 
-State: `metrics[selector] = [value of series 1, value of series 2, ...]`, set by the test.
+State: `metrics[selector] = [value of series 1, value of series 2, ...]`, set by the test, or
+a function returning that list when each query arrives.
 Every request's query parameters are kept in `requests`.
 """
 
@@ -47,7 +48,9 @@ def create_app(*, token: str) -> web.Application:
             return _error(400, "Constraints violated: from and to must be epoch milliseconds")
         if start >= end:
             return _error(400, "Constraints violated: from must be before to")
-        series: list[float | None] | None = request.app[METRICS].get(selector)
+        series = request.app[METRICS].get(selector)
+        if callable(series):  # a value that follows something live (the e2e carts app)
+            series = series()
         if series is None:
             return _error(404, f"Metric selector: Metric '{selector}' does not exist")
         points = 1 if params.get("resolution") == "Inf" else max(1, (end - start) // 60000)

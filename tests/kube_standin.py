@@ -18,6 +18,9 @@ API behaviours reproduced (the contract our Kubernetes adapter relies on):
 - Faults a test injects: `fail(method, suffix, status, times)` answers `status` (e.g. 500)
   that many times; `conflicts` bumps the resourceVersion behind the client's back after each
   `GET …/scale` that many times (another writer); `delay` seconds before every answer.
+- Run alone (`python -m tests.kube_standin PORT ns/name=replicas ...`) for the e2e tests and
+  the demo; `GET /_standin/state`, `POST /_standin/deployments` and `POST /_standin/reset`
+  control it (outside the API's paths, without authentication).
 - `first_call[(method, path)]`: when (time.monotonic) such a request first arrived.
 - `write_delay` seconds before a write is applied (the handler is not cancelled when the
   client goes away, as aiohttp's default is). Every request is kept in `calls` and every
@@ -234,8 +237,48 @@ def create_app(cluster: Cluster) -> web.Application:
             deployment["metadata"]["generation"] += 1
         return web.json_response(_scale(deployment) if is_scale else copy.deepcopy(deployment))
 
+    async def state(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "deployments": {
+                    f"{ns}/{name}": d["spec"]["replicas"]
+                    for (ns, name), d in cluster.deployments.items()
+                },
+                "writes": [[method, path] for method, path, _ in cluster.writes],
+            }
+        )
+
+    async def put_deployment(request: web.Request) -> web.Response:
+        body = await request.json()
+        cluster.add_deployment(body["namespace"], body["name"], replicas=body.get("replicas", 1))
+        return web.json_response({"ok": True})
+
+    async def reset(request: web.Request) -> web.Response:
+        cluster.deployments.clear()
+        cluster.calls.clear()
+        cluster.writes.clear()
+        cluster.first_call.clear()
+        return web.json_response({"ok": True})
+
+    # Control endpoints for tests and the demo, outside the Kubernetes API paths.
+    app.router.add_get("/_standin/state", state)
+    app.router.add_post("/_standin/deployments", put_deployment)
+    app.router.add_post("/_standin/reset", reset)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
+
+
+if __name__ == "__main__":
+    import sys
+
+    standalone = Cluster()
+    for spec in sys.argv[2:]:  # namespace/name=replicas
+        where, _, count = spec.partition("=")
+        namespace, _, deployment = where.partition("/")
+        standalone.add_deployment(namespace, deployment, replicas=int(count or 1))
+    web.run_app(
+        create_app(standalone), host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None
+    )
 
 
 def write_kubeconfig(path: Path, url: str, *, token: str = TOKEN) -> Path:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import aiohttp.web
 
 
 def free_port() -> int:
@@ -141,3 +142,34 @@ class AsyncReceiver:
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: aiohttp.web.Application) -> Iterator[str]:
+    """An aiohttp app on its own event loop in a thread, for sync tests; yields its URL."""
+    import threading
+
+    from aiohttp import web
+
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None)
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        started.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=serve, name=f"server-{port}", daemon=True)
+    thread.start()
+    started.wait(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

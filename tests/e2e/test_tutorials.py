@@ -1,0 +1,222 @@
+"""Keptn's three self-healing tutorials, and "nothing helps", end to end on loopback.
+
+Real Prometheus, Alertmanager and Unleash; the carts demo app feels its replicas and its
+feature flag; the Kubernetes API and Dynatrace are stand-ins speaking their HTTP APIs. Waits
+and windows are seconds instead of minutes (see stack.py), nothing else is shortened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from tests import dynatrace_standin, processes
+from tests.conftest import EXAMPLE_CONFIG, TOKEN
+from tests.e2e import stack
+from tests.unleash_server import Unleash
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory, unleash: Unleash) -> Iterator[stack.World]:
+    with stack.running(tmp_path_factory.mktemp("e2e"), unleash) as running:
+        yield running
+
+
+def remediations(port: int) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{port}/api/v1/remediations", timeout=5
+    ) as response:
+        listed: list[dict[str, Any]] = json.load(response)["remediations"]
+        return listed
+
+
+def finished(
+    port: int, *, within: float = 60, where: Callable[[dict[str, Any]], bool] = lambda r: True
+) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        done = [
+            r for r in remediations(port) if r["state"] not in ("pending", "running") and where(r)
+        ]
+        if done:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/api/v1/remediations/{done[0]['id']}", timeout=5
+            ) as response:
+                timeline: dict[str, Any] = json.load(response)
+                return timeline
+        time.sleep(0.25)
+    raise AssertionError(f"no remediation finished within {within} s: {remediations(port)}")
+
+
+def config_copy(tmp_path: Path) -> Path:
+    config = tmp_path / "config"
+    shutil.copytree(EXAMPLE_CONFIG, config)
+    return config
+
+
+def test_1_prometheus_upscale_heals_the_slow_carts(world: stack.World, tmp_path: Path) -> None:
+    world.reset()
+    env = world.receiver_env(tmp_path / "journal.db")
+    with processes.receiver(
+        config_copy(tmp_path), port=world.receiver_port, log=tmp_path / "receiver.log", **env
+    ):
+        world.carts(load=3)  # 300 ms · 3 ÷ 1 replica = 900 ms: over the 600 ms objective
+        done = finished(world.receiver_port)
+    assert (done["state"], done["title"], done["source"]) == (
+        "healed",
+        "response_time_p90",
+        "alertmanager",
+    )
+    (step,) = done["steps"]
+    assert (step["action"], step["result"]) == ("scaling", "succeeded")
+    assert step["detail"] == "scaled sockshop-production/carts-primary from 1 to 2 replicas"
+    assert step["evaluation"]["result"] == "pass"
+    rt = next(o for o in step["evaluation"]["objectives"] if o["sli"] == "response_time_p90")
+    assert 400 < rt["value"] <= 500  # 900 ms halved by the second replica
+    assert world.replicas() == 2
+    assert world.carts_state()["replicas"] == 2  # the app felt it
+    assert len(world.kube_writes()) == 1
+
+
+def test_2_dynatrace_upscale_heals_with_dynatrace_slis(world: stack.World, tmp_path: Path) -> None:
+    world.reset()
+    config = config_copy(tmp_path)
+    carts = config / "sockshop" / "production" / "carts"
+    rt_selector = 'builtin:service.response.time:merge("dt.entity.service"):percentile(90)'
+    errors_selector = 'builtin:service.errors.total.rate:merge("dt.entity.service"):avg'
+    (carts / "sli.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "spec_version": "1.0",
+                "provider": "dynatrace",
+                "indicators": {
+                    "response_time_p90": f"metricSelector={rt_selector}"
+                    "&entitySelector=type(SERVICE),tag(keptn_project:$PROJECT),"
+                    "tag(keptn_stage:$STAGE),tag(keptn_service:$SERVICE),"
+                    "tag(keptn_deployment:$DEPLOYMENT)",
+                    "error_rate": f"metricSelector={errors_selector}&entitySelector=type(SERVICE),"
+                    "tag(keptn_service:$SERVICE)",
+                },
+            }
+        )
+    )
+    (carts / "remediation.yaml").write_text("""
+apiVersion: spec.keptn.sh/0.1.4
+kind: Remediation
+spec:
+  remediations:
+  - problemType: Response time degradation
+    actionsOnOpen:
+    - {action: scaling, name: scaling, value: "1"}
+""")
+    dynatrace = dynatrace_standin.create_app(token="dt0c01.E2E")
+    metrics = dynatrace[dynatrace_standin.METRICS]
+    metrics[rt_selector] = lambda: [world.carts_state()["latency_ms"] * 1000]  # in µs
+    metrics[errors_selector] = lambda: [0.0]
+    with processes.serve_in_thread(dynatrace) as dynatrace_url:
+        env = world.receiver_env(
+            tmp_path / "journal.db",
+            RECEIVER_DYNATRACE_URL=dynatrace_url,
+            RECEIVER_DYNATRACE_TOKEN="dt0c01.E2E",
+        )
+        with processes.receiver(config, port=world.receiver_port, log=tmp_path / "r.log", **env):
+            world.carts(load=3)
+            sent = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "receiver",
+                    "send-test",
+                    "dynatrace",
+                    "--url",
+                    f"http://127.0.0.1:{world.receiver_port}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env=os.environ | {"RECEIVER_AUTH_TOKEN": TOKEN},
+            )
+            assert sent.returncode == 0, sent.stderr
+            done = finished(world.receiver_port, where=lambda r: r["source"] == "dynatrace")
+        queries = dynatrace[dynatrace_standin.REQUESTS]
+    assert (done["state"], done["title"]) == ("healed", "Response time degradation")
+    assert done["steps"][0]["evaluation"]["result"] == "pass"
+    assert world.replicas() == 2
+    assert queries[0]["entitySelector"].startswith(
+        "type(SERVICE),tag(keptn_project:sockshop),tag(keptn_stage:production)"
+    )
+    assert all(q["resolution"] == "Inf" for q in queries)
+
+
+def test_3_feature_flag_switched_off_heals_the_failure_rate(
+    world: stack.World, tmp_path: Path
+) -> None:
+    world.reset()
+    env = world.receiver_env(tmp_path / "journal.db")
+    with processes.receiver(
+        config_copy(tmp_path), port=world.receiver_port, log=tmp_path / "receiver.log", **env
+    ):
+        world.unleash.admin(
+            "POST",
+            "/api/admin/projects/default/features/EnablePromotion/environments/production/on",
+        )
+        done = finished(world.receiver_port)
+    assert (done["state"], done["title"]) == ("healed", "error_rate")
+    (step,) = done["steps"]
+    assert (step["action"], step["result"]) == ("toggle-feature", "succeeded")
+    assert step["detail"] == "Unleash default/production: EnablePromotion on → off"
+    err = next(o for o in step["evaluation"]["objectives"] if o["sli"] == "error_rate")
+    assert err["value"] == 0.0
+    assert world.unleash.enabled("EnablePromotion") is False  # the admin API
+    assert world.carts_state()["promotion"] is False  # the app, through UnleashClient
+    assert world.replicas() == 1  # nothing else was touched
+
+
+def test_4_when_nothing_helps_the_next_action_runs_then_people_are_called(
+    world: stack.World, tmp_path: Path
+) -> None:
+    world.reset()
+    config = config_copy(tmp_path)
+    (config / "sockshop" / "production" / "carts" / "remediation.yaml").write_text("""
+remediations:
+- name: response_time_p90
+  actions:
+  - {action: scaling, value: +1}
+  - {action: restart}
+""")
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    with processes.serve_in_thread(app) as hook_url:
+        env = world.receiver_env(
+            tmp_path / "journal.db", RECEIVER_ESCALATION_WEBHOOK_URL=f"{hook_url}/hook"
+        )
+        with processes.receiver(config, port=world.receiver_port, log=tmp_path / "r.log", **env):
+            world.carts(fixed_ms=1500)  # slow whatever the replicas
+            done = finished(world.receiver_port, within=90)
+    assert done["state"] == "escalated"
+    assert [(s["action"], s["result"], s["verdict"]) for s in done["steps"]] == [
+        ("scaling", "succeeded", "next"),
+        ("restart", "succeeded", "next"),
+        ("escalate", "succeeded", "escalated"),
+    ]
+    (document,) = received
+    assert document["problem"]["title"] == "response_time_p90"
+    assert document["evaluation"]["result"] == "fail"
