@@ -10,7 +10,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from receiver import configtree, logs, sendtest, server, settings, slocli, status
+from receiver import (
+    configtree,
+    logs,
+    manifests,
+    sendtest,
+    server,
+    settings,
+    slocli,
+    status,
+)
 from receiver.errors import ConfigError
 from receiver.rules import remediation
 from receiver.slo import evaluation
@@ -37,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     slocli.add_commands(commands)
     status.add_command(commands)
     sendtest.add_command(commands)
+    manifests.add_command(commands)
 
     args = parser.parse_args(argv)
     code: int = args.run(args)

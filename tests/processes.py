@@ -81,7 +81,12 @@ def receiver(
 
 
 def binary(name: str) -> str:
-    path = shutil.which(name) or f"/usr/bin/{name}"
+    """A program from the system or from this Python's bin directory (PyPI-installed tools)."""
+    path = (
+        shutil.which(name)
+        or shutil.which(name, path=str(Path(sys.executable).parent))
+        or f"/usr/bin/{name}"
+    )
     if not Path(path).exists():
         raise RuntimeError(f"{name} is not installed: run scripts/test, which installs it")
     return path

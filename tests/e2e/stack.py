@@ -79,7 +79,7 @@ class World:
     prometheus_url: str
     receiver_port: int
     kubeconfig: Path
-    unleash: Unleash
+    unleash: Unleash | None  # None: the demo, which needs no feature flag
 
     def carts(self, **state: float) -> dict[str, Any]:
         result: dict[str, Any] = _request(f"{self.app_url}/control", state)
@@ -109,10 +109,11 @@ class World:
     def reset(self) -> None:
         """Healthy carts, one replica, flag off; wait until no alert is pending or firing."""
         self.carts(load=1, base_ms=300, fixed_ms=0)
-        self.unleash.admin(
-            "POST",
-            "/api/admin/projects/default/features/EnablePromotion/environments/production/off",
-        )
+        if self.unleash is not None:
+            self.unleash.admin(
+                "POST",
+                "/api/admin/projects/default/features/EnablePromotion/environments/production/off",
+            )
         _request(f"{self.kube_url}/_standin/reset", {})
         _request(
             f"{self.kube_url}/_standin/deployments",
@@ -125,21 +126,31 @@ class World:
             time.sleep(0.2)
 
     def receiver_env(self, store: Path, **extra: str) -> dict[str, str]:
-        return {
-            "RECEIVER_STORE": str(store),
-            "RECEIVER_AUTH_TOKEN": TOKEN,
-            "KUBECONFIG": str(self.kubeconfig),
-            "RECEIVER_PROMETHEUS_URL": self.prometheus_url,
-            "RECEIVER_UNLEASH_URL": self.unleash.url,
-            "RECEIVER_UNLEASH_TOKEN": self.unleash.admin_token,
-            "RECEIVER_REMEDIATION_WAIT": "6s",
-            "RECEIVER_REMEDIATION_EVALUATION_WINDOW": "3s",
-            "RECEIVER_REMEDIATION_COOLDOWN": "0s",
-        } | extra
+        flags = (
+            {}
+            if self.unleash is None
+            else {
+                "RECEIVER_UNLEASH_URL": self.unleash.url,
+                "RECEIVER_UNLEASH_TOKEN": self.unleash.admin_token,
+            }
+        )
+        return (
+            flags
+            | {
+                "RECEIVER_STORE": str(store),
+                "RECEIVER_AUTH_TOKEN": TOKEN,
+                "KUBECONFIG": str(self.kubeconfig),
+                "RECEIVER_PROMETHEUS_URL": self.prometheus_url,
+                "RECEIVER_REMEDIATION_WAIT": "6s",
+                "RECEIVER_REMEDIATION_EVALUATION_WINDOW": "3s",
+                "RECEIVER_REMEDIATION_COOLDOWN": "0s",
+            }
+            | extra
+        )
 
 
 @contextlib.contextmanager
-def running(workdir: Path, unleash: Unleash) -> Iterator[World]:
+def running(workdir: Path, unleash: Unleash | None) -> Iterator[World]:
     kube_port, app_port, prometheus_port, am_port, receiver_port = (
         processes.free_port() for _ in range(5)
     )
@@ -175,9 +186,10 @@ def running(workdir: Path, unleash: Unleash) -> Iterator[World]:
     (workdir / "alertmanager.yml").write_text(
         ALERTMANAGER.format(receiver_port=receiver_port, token=TOKEN)
     )
-    status, _ = unleash.admin("GET", "/api/admin/projects/default/features/EnablePromotion")
-    if status != 200:
-        unleash.create_flag("EnablePromotion", enabled_in=None)
+    if unleash is not None:
+        status, _ = unleash.admin("GET", "/api/admin/projects/default/features/EnablePromotion")
+        if status != 200:
+            unleash.create_flag("EnablePromotion", enabled_in=None)
     kube_url = f"http://127.0.0.1:{kube_port}"
     log = (workdir / "world.log").open("wb")
     commands = [
@@ -192,10 +204,11 @@ def running(workdir: Path, unleash: Unleash) -> Iterator[World]:
             kube_url,
             "--token",
             kube_standin.TOKEN,
-            "--unleash",
-            unleash.url,
-            "--unleash-token",
-            unleash.client_token,
+            *(
+                ["--unleash", unleash.url, "--unleash-token", unleash.client_token]
+                if unleash is not None
+                else []
+            ),
         ],
         [
             processes.binary("prometheus-alertmanager"),

@@ -168,6 +168,7 @@ def test_3_feature_flag_switched_off_heals_the_failure_rate(
     with processes.receiver(
         config_copy(tmp_path), port=world.receiver_port, log=tmp_path / "receiver.log", **env
     ):
+        assert world.unleash is not None
         world.unleash.admin(
             "POST",
             "/api/admin/projects/default/features/EnablePromotion/environments/production/on",
@@ -179,6 +180,7 @@ def test_3_feature_flag_switched_off_heals_the_failure_rate(
     assert step["detail"] == "Unleash default/production: EnablePromotion on → off"
     err = next(o for o in step["evaluation"]["objectives"] if o["sli"] == "error_rate")
     assert err["value"] == 0.0
+    assert world.unleash is not None
     assert world.unleash.enabled("EnablePromotion") is False  # the admin API
     assert world.carts_state()["promotion"] is False  # the app, through UnleashClient
     assert world.replicas() == 1  # nothing else was touched

@@ -1,0 +1,201 @@
+"""What ships: the Dockerfile, the Kubernetes manifests, the Alertmanager example."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from receiver import manifests
+from tests import processes
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S_VERSION = "1.30.0"
+STANDARD_KINDS = {
+    "Namespace",
+    "ServiceAccount",
+    "PersistentVolumeClaim",
+    "Deployment",
+    "Service",
+    "ConfigMap",
+    "Role",
+    "RoleBinding",
+    "Secret",
+}
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl") or shutil.which(
+        "kubectl", path=str(Path(sys.executable).parent)
+    )
+    assert kubectl, "kubectl is not installed: run scripts/test"
+    result = subprocess.run(
+        [kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+@pytest.fixture(scope="module")
+def base() -> list[dict[str, Any]]:
+    return kustomize(ROOT / "manifests")
+
+
+def one(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (document,) = [d for d in documents if d["kind"] == kind]
+    return document
+
+
+def test_hadolint_accepts_the_dockerfile() -> None:
+    result = subprocess.run(
+        [processes.binary("hadolint"), str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_runs_as_a_numeric_non_root_user_with_an_exec_entrypoint() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    assert sum(line.startswith("FROM ") for line in lines) == 2  # multi-stage
+    assert "USER 10001:10001" in lines
+    assert 'ENTRYPOINT ["receiver", "serve"]' in lines
+    assert not any(line.startswith("HEALTHCHECK") for line in lines)
+    copies = [line for line in lines if line.startswith("COPY")]
+    assert copies.index("COPY pyproject.toml README.md ./") < copies.index(
+        "COPY receiver ./receiver"
+    )  # dependencies in their own layer before the source
+
+
+def test_every_rendered_resource_is_valid_against_the_kubernetes_schemas(
+    base: list[dict[str, Any]],
+) -> None:
+    secret = yaml.safe_load((ROOT / "manifests" / "secret.template.yaml").read_text())
+    for document in [*base, secret]:
+        assert document["kind"] in STANDARD_KINDS
+        kubernetes_validate.validate(document, K8S_VERSION, strict=True)
+
+
+def test_the_deployment_is_locked_down(base: list[dict[str, Any]]) -> None:
+    deployment = one(base, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert "memory" in container["resources"]["limits"]
+    assert container["image"] == "selfheal-receiver:0.1.0"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["journal"]["persistentVolumeClaim"]["claimName"] == "selfheal-journal"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["RECEIVER_STORE"].startswith(mounts["journal"])
+    items = {i["key"]: i["path"] for i in volumes["config"]["configMap"]["items"]}
+    assert items["sockshop__production__carts__remediation.yaml"] == (
+        "sockshop/production/carts/remediation.yaml"
+    )
+    assert set(items) == set(one(base, "ConfigMap")["data"])
+
+
+def test_rbac_is_least_privilege_in_the_namespaces_of_configured_services(
+    base: list[dict[str, Any]],
+) -> None:
+    kinds = {d["kind"] for d in base}
+    assert "ClusterRole" not in kinds
+    assert "ClusterRoleBinding" not in kinds
+    roles = [d for d in base if d["kind"] == "Role"]
+    assert [r["metadata"]["namespace"] for r in roles] == ["sockshop-production"]
+    for role in roles:
+        for rule in role["rules"]:
+            assert rule["apiGroups"] == ["apps"]
+            assert set(rule["resources"]) <= {"deployments", "deployments/scale"}
+            assert set(rule["verbs"]) <= {"get", "patch"}
+    (binding,) = [d for d in base if d["kind"] == "RoleBinding"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "selfheal-receiver", "namespace": "selfheal"}
+    ]
+
+
+def test_rbac_follows_the_services_the_configuration_names(
+    tmp_path: Path, config_dir: Path
+) -> None:
+    (config_dir / "shop" / "prod" / "orders").mkdir(parents=True)
+    (config_dir / "shop" / "prod" / "orders" / "remediation.yaml").write_text(
+        "remediations:\n- name: x\n  actions: [{action: restart}]\n"
+    )
+    rendered = manifests.render(config_dir, namespace="selfheal")
+    roles = [
+        d
+        for d in yaml.safe_load_all(rendered["base/generated/rbac.yaml"])
+        if d and d["kind"] == "Role"
+    ]
+    assert [r["metadata"]["namespace"] for r in roles] == ["shop-prod", "sockshop-production"]
+
+
+def test_the_generated_files_are_up_to_date_with_config() -> None:
+    for name, text in manifests.render(ROOT / "config", namespace="selfheal").items():
+        checked_in = (ROOT / "manifests" / name).read_text()
+        assert checked_in == text, f"manifests/{name} is stale: run receiver manifests"
+
+
+def test_the_monitoring_overlay_renders_and_its_rules_pass_promtool(tmp_path: Path) -> None:
+    documents = kustomize(ROOT / "manifests" / "overlays" / "monitoring")
+    kinds = {d["kind"] for d in documents}
+    assert {"ServiceMonitor", "PrometheusRule", "AlertmanagerConfig"} <= kinds
+    rule = one(documents, "PrometheusRule")
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rule["spec"]))
+    result = subprocess.run(
+        [processes.binary("promtool"), "check", "rules", str(tmp_path / "rules.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    webhook = one(documents, "AlertmanagerConfig")["spec"]["receivers"][0]["webhookConfigs"][0]
+    assert webhook["url"].endswith("/webhooks/alertmanager")
+    assert webhook["httpConfig"]["authorization"]["credentials"]["key"] == "auth-token"
+
+
+def test_the_alertmanager_example_passes_amtool() -> None:
+    result = subprocess.run(
+        [processes.binary("amtool"), "check-config", str(ROOT / "config" / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dynatrace_body_to_paste_becomes_a_valid_problem_once_filled() -> None:
+    template = (ROOT / "config" / "dynatrace-webhook.json").read_text()
+    filled = template
+    for placeholder, value in {
+        "{State}": "OPEN",
+        "{ProblemID}": "P-1",
+        "{PID}": "123_456V2",
+        "{ProblemTitle}": "Response time degradation",
+        "{ProblemURL}": "https://x",
+        "{ProblemSeverity}": "PERFORMANCE",
+        "{ProblemImpact}": "SERVICE",
+        "{ProblemDetailsJSON}": '{"id": "123_456V2"}',
+        "{Tags}": "keptn_project:sockshop, keptn_stage:production, keptn_service:carts",
+        "{ImpactedEntities}": "[]",
+        "{ImpactedEntity}": "carts",
+    }.items():
+        filled = filled.replace(placeholder, value)
+    from receiver.sources import dynatrace
+
+    problem = dynatrace.parse(yaml.safe_load(filled))
+    assert (problem.title, problem.service) == ("Response time degradation", "carts")
