@@ -20,6 +20,7 @@ delta.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -67,11 +68,16 @@ class Engine:
         self._stop_reasons: dict[int, str] = {}
         self._by_problem: dict[int, int] = {}
         self._locks: dict[ServiceRef, asyncio.Lock] = {}
+        self._scale_backs: dict[int, asyncio.Event] = {}  # problem id → its source resolved it
+        self._background: dict[int, asyncio.Task[None]] = {}  # scale-backs, by remediation
 
     # -- life cycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resume every unfinished remediation, oldest first (the per-service order)."""
+        """Resume every unfinished remediation, oldest first (the per-service order), and
+        every scale-back still to come."""
+        for rid, pid, ref, scale_back in await remediations.scale_backs(self._journal):
+            self._spawn_scale_back(rid, pid, ref, scale_back)
         for remediation in await remediations.unfinished(self._journal):
             self._spawn(remediation.id, remediation.problem_id)
             logger.info(
@@ -84,11 +90,12 @@ class Engine:
             )
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._background.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        self._background.clear()
 
     @property
     def in_progress(self) -> int:
@@ -102,6 +109,8 @@ class Engine:
 
     def resolved(self, problem_id: int) -> None:
         """The source resolved a problem: its remediation stops at the next safe point."""
+        if problem_id in self._scale_backs:
+            self._scale_backs[problem_id].set()
         remediation_id = self._by_problem.get(problem_id)
         if remediation_id is not None:
             self._signal(remediation_id, RESOLVED)
@@ -452,9 +461,18 @@ class Engine:
         }
 
     async def _end(self, r: remediations.Remediation, state: RemediationState, reason: str) -> None:
+        scale_back = await self._plan_scale_back(r) if state is RemediationState.HEALED else None
         await remediations.update(
-            self._journal, r.id, state=state, phase="done", ended_at=True, reason=reason
+            self._journal,
+            r.id,
+            state=state,
+            phase="done",
+            ended_at=True,
+            reason=reason,
+            scale_back=json.dumps(scale_back) if scale_back else None,
         )
+        if scale_back:
+            self._spawn_scale_back(r.id, r.problem_id, r.service, scale_back)
         self._metrics.remediations_finished.labels(state=state.value).inc()
         logger.info(
             "remediation.finished",
@@ -463,5 +481,109 @@ class Engine:
                 "service": str(r.service),
                 "state": state.value,
                 "reason": reason,
+            },
+        )
+
+    # -- scale-back after a healed problem is resolved (Keptn never scaled back) -------------
+
+    async def _plan_scale_back(self, r: remediations.Remediation) -> dict[str, Any] | None:
+        delay = self._settings.scaling_scale_back_after
+        if delay <= 0:
+            return None
+        timeline = await remediations.timeline(self._journal, r.id) or {}
+        scalings = [
+            s.get("data") or {}
+            for s in timeline.get("steps", [])
+            if s["action"] == "scaling"
+            and s["result"] == "succeeded"
+            and (s.get("data") or {}).get("kind") == "scale"
+        ]
+        if not scalings:
+            return None
+        first, last = scalings[0], scalings[-1]
+        return {
+            "state": "waiting",
+            "due": None,
+            "namespace": last["namespace"],
+            "deployment": last["deployment"],
+            "original": first["before"],
+            "scaled_to": last["target"],
+        }
+
+    def _spawn_scale_back(
+        self, remediation_id: int, problem_id: int, ref: ServiceRef, scale_back: dict[str, Any]
+    ) -> None:
+        self._scale_backs.setdefault(problem_id, asyncio.Event())
+        task = asyncio.create_task(
+            self._scale_back(remediation_id, problem_id, ref, scale_back),
+            name=f"scale-back-{remediation_id}",
+        )
+        self._background[remediation_id] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._background.pop(remediation_id, None)
+            self._scale_backs.pop(problem_id, None)
+
+        task.add_done_callback(done)
+
+    async def _scale_back(
+        self, remediation_id: int, problem_id: int, ref: ServiceRef, scale_back: dict[str, Any]
+    ) -> None:
+        try:
+            if scale_back["state"] == "waiting":
+                problem = await remediations.problem(self._journal, problem_id)
+                if problem["state"] != "resolved":
+                    await self._scale_backs[problem_id].wait()
+                scale_back |= {
+                    "state": "due",
+                    "due": self._clock.now() + self._settings.scaling_scale_back_after,
+                }
+                await remediations.update(
+                    self._journal, remediation_id, scale_back=json.dumps(scale_back)
+                )
+            await self._clock.sleep(scale_back["due"] - self._clock.now())
+            async with self._locks.setdefault(ref, asyncio.Lock()):
+                await self._do_scale_back(remediation_id, scale_back)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception(
+                "remediation.scale_back_crashed", extra={"remediation": remediation_id}
+            )
+
+    async def _do_scale_back(self, remediation_id: int, scale_back: dict[str, Any]) -> None:
+        position = await remediations.next_position(self._journal, remediation_id)
+        await remediations.start_step(
+            self._journal, remediation_id, position, "scale-back", scale_back["original"]
+        )
+        try:
+            _, current = await self._actions.kubernetes.read_replicas(
+                scale_back["namespace"], (scale_back["deployment"],)
+            )
+            if current != scale_back["scaled_to"]:
+                result, detail = (
+                    "failed",
+                    (
+                        f"skipped: {scale_back['deployment']} has {current} replicas, not the "
+                        f"{scale_back['scaled_to']} this remediation set; someone else scaled it"
+                    ),
+                )
+            else:
+                outcome = await self._actions.scale_to(scale_back, scale_back["original"])
+                result, detail = "succeeded", outcome.detail
+        except ActionError as e:
+            result, detail = "failed", str(e)
+        await remediations.finish_step(
+            self._journal, remediation_id, position, result=result, detail=detail, data={}
+        )
+        await remediations.update(
+            self._journal, remediation_id, scale_back=json.dumps(scale_back | {"state": "done"})
+        )
+        logger.info(
+            "remediation.scaled_back",
+            extra={
+                "remediation": remediation_id,
+                "result": result,
+                "detail": detail,
             },
         )

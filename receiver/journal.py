@@ -112,7 +112,8 @@ CREATE TABLE IF NOT EXISTS remediations (
     reason TEXT,                      -- why it ended as it did
     created_at REAL NOT NULL,
     started_at REAL,
-    ended_at REAL
+    ended_at REAL,
+    scale_back TEXT                   -- JSON, after a healed scaling: waiting | due | done
 );
 CREATE INDEX IF NOT EXISTS remediations_service ON remediations (project, stage, service, id);
 CREATE TABLE IF NOT EXISTS steps (

@@ -169,6 +169,36 @@ async def _step_update(journal: Journal, remediation_id: int, position: int, **f
     await journal.write(job, shed=False)
 
 
+async def scale_backs(journal: Journal) -> list[tuple[int, int, ServiceRef, dict[str, Any]]]:
+    """(remediation, problem, service, scale-back) of every scale-back not done yet."""
+
+    def query(connection: sqlite3.Connection) -> list[tuple[int, int, ServiceRef, dict[str, Any]]]:
+        rows = connection.execute(
+            "SELECT id, problem_id, project, stage, service, scale_back FROM remediations"
+            " WHERE scale_back IS NOT NULL ORDER BY id"
+        ).fetchall()
+        pending = []
+        for rid, pid, project, stage, service, text in rows:
+            scale_back = json.loads(text)
+            if scale_back["state"] in ("waiting", "due"):
+                ref = ServiceRef(project=project, stage=stage, service=service)
+                pending.append((rid, pid, ref, scale_back))
+        return pending
+
+    return await journal.read(query)
+
+
+async def next_position(journal: Journal, remediation_id: int) -> int:
+    def query(connection: sqlite3.Connection) -> int:
+        (position,) = connection.execute(
+            "SELECT COALESCE(MAX(position) + 1, 0) FROM steps WHERE remediation_id = ?",
+            (remediation_id,),
+        ).fetchone()
+        return int(position)
+
+    return await journal.read(query)
+
+
 async def last_ended(journal: Journal, ref: ServiceRef) -> float | None:
     def query(connection: sqlite3.Connection) -> float | None:
         (ended,) = connection.execute(

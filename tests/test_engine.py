@@ -436,3 +436,54 @@ async def test_metrics_count_remediations_and_actions(make_world: MakeWorld) -> 
     assert 'receiver_action_duration_seconds_count{action="scaling",result="succeeded"} 1.0' in text
     assert 'receiver_slo_evaluations_total{result="pass"} 1.0' in text
     assert "receiver_remediations_in_progress 0.0" in text
+
+
+async def test_after_healing_and_the_resolve_replicas_go_back(make_world: MakeWorld) -> None:
+    world = await make_world(scaling_scale_back_after=300.0)
+    rid = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    world.slis.update(FAST)
+    world.clock.advance(WAIT)
+    assert (await world.finished(rid))["state"] == "healed"
+    assert world.cluster.replicas(NS, "carts-primary") == 2
+    await world.resolve()
+    await world.until(
+        rid,
+        lambda d: world.clock.sleepers > 0 and d["problem_state"] == "resolved",
+        "the scale-back delay",
+    )
+    world.clock.advance(299)
+    await asyncio.sleep(0.05)
+    assert world.cluster.replicas(NS, "carts-primary") == 2  # not before the delay
+    world.clock.advance(1)
+    done = await world.until(
+        rid,
+        lambda d: len(d["steps"]) == 2 and d["steps"][1]["result"] != "started",
+        "the scale-back",
+    )
+    assert (done["steps"][1]["action"], done["steps"][1]["result"]) == ("scale-back", "succeeded")
+    assert done["steps"][1]["detail"] == (
+        "scaled sockshop-production/carts-primary back from 2 to 1 replicas"
+    )
+    assert world.cluster.replicas(NS, "carts-primary") == 1
+    assert done["state"] == "healed"
+
+
+async def test_a_scale_back_leaves_a_deployment_someone_else_scaled(make_world: MakeWorld) -> None:
+    world = await make_world(scaling_scale_back_after=60.0)
+    rid = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    world.slis.update(FAST)
+    world.clock.advance(WAIT)
+    await world.finished(rid)
+    world.cluster.deployments[(NS, "carts-primary")]["spec"]["replicas"] = 5  # a person did
+    await world.resolve()
+    await world.until(rid, lambda d: world.clock.sleepers > 0, "the scale-back delay")
+    world.clock.advance(60)
+    done = await world.until(
+        rid,
+        lambda d: len(d["steps"]) == 2 and d["steps"][1]["result"] != "started",
+        "the scale-back",
+    )
+    assert done["steps"][1]["detail"].startswith("skipped: carts-primary has 5 replicas")
+    assert world.cluster.replicas(NS, "carts-primary") == 5
