@@ -109,3 +109,12 @@ def test_broken_yaml_is_reported(tmp_path: Path) -> None:
     write(tmp_path, "server: [\n")
     _, errors = settings.load_checked(tmp_path, environ={})
     assert "cannot read" in str(errors[0])
+
+
+def test_the_readme_lists_every_setting() -> None:
+    import dataclasses
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for field in dataclasses.fields(settings.Settings):
+        row = f"| `{field.metadata['yaml']}` | `{field.metadata['env']}` |"
+        assert row in readme, f"README's configuration reference misses {field.name}"
