@@ -110,19 +110,10 @@ class Kubernetes:
         """
 
         async def attempt() -> int:
-            scale = await self._call(
-                "get",
-                "deployments/scale",
-                namespace,
-                name,
-                lambda: self._apps_api().read_namespaced_deployment_scale(
-                    name, namespace, _request_timeout=self._timeout
-                ),
-            )
-            before = int(scale.spec.replicas or 0)
+            before, resource_version = await self._read_scale(namespace, name)
             if before != replicas:
                 body = {
-                    "metadata": {"resourceVersion": scale.metadata.resource_version},
+                    "metadata": {"resourceVersion": resource_version},
                     "spec": {"replicas": replicas},
                 }
                 await self._call(

@@ -18,6 +18,7 @@ import aiohttp
 
 from receiver.errors import SliError
 from receiver.settings import Secret
+from receiver.slo import fetch
 
 _BODY_EXCERPT = 200
 _MICROSECONDS = "builtin:service.response.time"
@@ -49,19 +50,14 @@ class Dynatrace:
         if "metricSelector" not in params:
             raise SliError(f"the query has no metricSelector: {query[:_BODY_EXCERPT]}")
         params |= {"from": str(int(start * 1000)), "to": str(int(end * 1000)), "resolution": "Inf"}
-        try:
-            async with self._session.get(
-                f"{self._url}/api/v2/metrics/query",
-                params=params,
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-            ) as response:
-                text = await response.text()
-                status = response.status
-        except TimeoutError:
-            raise SliError(f"Dynatrace did not answer within {self._timeout:g} s") from None
-        except aiohttp.ClientError as e:
-            raise SliError(f"cannot reach Dynatrace at {self._url}: {e}") from None
+        status, text = await fetch.get(
+            self._session,
+            f"{self._url}/api/v2/metrics/query",
+            params=params,
+            headers=self._headers,
+            give_up_after=self._timeout,
+            system="Dynatrace",
+        )
         number = _value(status, text)
         if _MICROSECONDS in params["metricSelector"]:
             return number / 1000.0

@@ -16,6 +16,7 @@ import aiohttp
 
 from receiver.errors import SliError
 from receiver.settings import Secret
+from receiver.slo import fetch
 
 _BODY_EXCERPT = 200  # characters of a foreign error body worth showing
 
@@ -50,20 +51,15 @@ class Prometheus:
     async def value(self, query: str, *, start: float, end: float) -> float:
         del start  # an instant query at `end`; the window is inside the query's [$DURATION_SECONDS]
         params = {"query": query, "time": f"{end:.3f}"}
-        try:
-            async with self._session.get(
-                f"{self._url}/api/v1/query",
-                params=params,
-                headers=self._headers,
-                auth=self._auth,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-            ) as response:
-                text = await response.text()
-                status = response.status
-        except TimeoutError:
-            raise SliError(f"Prometheus did not answer within {self._timeout:g} s") from None
-        except aiohttp.ClientError as e:
-            raise SliError(f"cannot reach Prometheus at {self._url}: {e}") from None
+        status, text = await fetch.get(
+            self._session,
+            f"{self._url}/api/v1/query",
+            params=params,
+            headers=self._headers,
+            auth=self._auth,
+            give_up_after=self._timeout,
+            system="Prometheus",
+        )
         return _value(status, text)
 
 
