@@ -86,12 +86,15 @@ def report(name: str, elapsed: float, latencies: list[float]) -> float:
 
 
 async def measure(bare_port: int, receiver_port: int, args: argparse.Namespace) -> float:
-    bodies = [webhook(i, args.alerts) for i in range(args.requests)]
+    bodies = [
+        webhook(i % args.groups if args.groups else i, args.alerts) for i in range(args.requests)
+    ]
     warmup = [webhook(10**5 + i, args.alerts) for i in range(50)]
     await load(f"http://127.0.0.1:{bare_port}/webhooks/alertmanager", warmup, 8)
     await load(f"http://127.0.0.1:{receiver_port}/webhooks/alertmanager", warmup, 8)
     print(
-        f"{args.requests} webhooks of {args.alerts} alerts, "
+        f"{args.requests} webhooks of {args.alerts} alerts"
+        f" ({f'repeats of {args.groups} groups' if args.groups else 'all new problems'}), "
         f"concurrency {args.concurrency}, cpu count {os.cpu_count()}"
     )
     bare_url = f"http://127.0.0.1:{bare_port}/webhooks/alertmanager"
@@ -108,6 +111,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--alerts", type=int, default=10)
+    parser.add_argument(
+        "--groups",
+        type=int,
+        default=0,
+        help="distinct alert groups (0: every webhook new; N: repeats of N groups, as"
+        " Alertmanager sends them every repeat_interval)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bare_port, receiver_port = processes.free_port(), processes.free_port()
