@@ -272,6 +272,14 @@ def _parse_str(value: Any) -> str:
     return str(value)
 
 
+def _parse_secret(value: Any) -> str:
+    # An empty token would let an empty `Authorization: Bearer ` in: refuse it.
+    text = _parse_str(value).strip()
+    if not text:
+        raise ValueError("is empty: unset it, or give it a value")
+    return text
+
+
 def _parse_names(value: Any) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
@@ -319,7 +327,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "duration": durations.parse,
     "names": _parse_names,
     "services": _parse_services,
-    "secret": lambda value: Secret(_parse_str(value)),
+    "secret": lambda value: Secret(_parse_secret(value)),
 }
 
 

@@ -118,3 +118,13 @@ def test_the_readme_lists_every_setting() -> None:
     for field in dataclasses.fields(settings.Settings):
         row = f"| `{field.metadata['yaml']}` | `{field.metadata['env']}` |"
         assert row in readme, f"README's configuration reference misses {field.name}"
+
+
+def test_an_empty_secret_is_refused_rather_than_accepting_empty_credentials(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("\n")
+    for environ in (
+        {"RECEIVER_AUTH_TOKEN": ""},
+        {"RECEIVER_AUTH_TOKEN_FILE": str(tmp_path / "token")},
+    ):
+        _, errors = settings.load_checked(tmp_path, environ=environ)
+        assert [e.message for e in errors] == ["is empty: unset it, or give it a value"]
