@@ -97,10 +97,6 @@ class Engine:
         self._tasks.clear()
         self._background.clear()
 
-    @property
-    def in_progress(self) -> int:
-        return len(self._tasks)
-
     # -- what the HTTP layer tells it --------------------------------------------------------
 
     def started(self, remediation_id: int, problem_id: int) -> None:

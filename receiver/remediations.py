@@ -14,8 +14,6 @@ from typing import Any
 from receiver.journal import Journal, iso
 from receiver.models import RemediationState, ServiceRef
 
-UNFINISHED = ("pending", "running")
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Step:

@@ -37,6 +37,7 @@ from receiver.models import (
     Notification,
     Outcome,
     ProblemKey,
+    ProblemState,
     Recorded,
     RemediationState,
     Source,
@@ -58,7 +59,7 @@ CLOCK = web.AppKey("clock", clocks.Clock)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_PROBLEM_STATES = ("open", "resolved")
+_PROBLEM_STATES = tuple(state.value for state in ProblemState)
 
 
 def create_app(
