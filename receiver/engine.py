@@ -157,10 +157,27 @@ class Engine:
                     await self._drive(current)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # A bug must not silently strand a remediation: it stays unfinished in the
-            # journal (resumed at the next start) and the log says why.
+        except Exception as e:
+            # A bug (or a journal written by another version) must not strand a problem
+            # silently at 3 a.m.: hand it to people, with what went wrong.
             logger.exception("remediation.crashed", extra={"remediation": remediation_id})
+            await self._give_up(remediation_id, e)
+
+    async def _give_up(self, remediation_id: int, error: Exception) -> None:
+        try:
+            r = await remediations.load(self._journal, remediation_id)
+            if r is None or r.state.finished:
+                return
+            position = await remediations.next_position(self._journal, r.id)
+            await self._escalate(
+                r,
+                position,
+                f"the receiver failed ({type(error).__name__}: {error})",
+                "escalate",
+                dry_run=False,
+            )
+        except Exception:
+            logger.exception("remediation.give_up_failed", extra={"remediation": remediation_id})
 
     async def _drive(self, r: remediations.Remediation) -> None:
         stop = self._stops[r.id]

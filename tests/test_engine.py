@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -487,3 +488,28 @@ async def test_a_scale_back_leaves_a_deployment_someone_else_scaled(make_world: 
     )
     assert done["steps"][1]["detail"].startswith("skipped: carts-primary has 5 replicas")
     assert world.cluster.replicas(NS, "carts-primary") == 5
+
+
+async def test_a_remediation_the_engine_cannot_run_is_escalated_not_stranded(
+    make_world: MakeWorld, tmp_path: Path
+) -> None:
+    world = await make_world(TWO_ACTIONS)
+    rid = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    await world.client.close()  # the receiver stops mid-wait ...
+    connection = sqlite3.connect(tmp_path / "journal.db")
+    with connection:  # ... and a newer version's plan is what it finds when it comes back
+        connection.execute(
+            "UPDATE remediations SET plan = json_set(plan, '$.actions[1].action', 'reboot')"
+        )
+    connection.close()
+    restarted = await make_world(TWO_ACTIONS)
+    restarted.clock.advance(WAIT)
+    done = await restarted.finished(rid)
+    assert done["state"] == "escalated"
+    assert done["reason"] == (
+        "the receiver failed (ValueError: unknown action 'reboot': expected one of scaling,"
+        " featuretoggle, toggle-feature, restart, escalate); escalation delivered"
+    )
+    assert [s["action"] for s in done["steps"]] == ["scaling", "escalate"]
+    assert len(restarted.escalations) == 1

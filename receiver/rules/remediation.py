@@ -226,7 +226,9 @@ def _kind(name: str, value: Any) -> ActionKind:
         return Toggle(flags=_flags(value))
     if name == "restart":
         return Restart()
-    return Escalate()
+    if name == "escalate":
+        return Escalate()
+    raise ValueError(f"unknown action {name!r}: expected one of {', '.join(ACTIONS)}")
 
 
 def _flags(value: Any) -> tuple[tuple[str, bool], ...]:

@@ -147,3 +147,8 @@ def test_a_broken_rule_keeps_its_error_and_still_matches() -> None:
     match = rule_set.match("Failure rate increase")
     assert match is not None
     assert match.error is not None
+
+
+def test_an_unknown_action_in_a_journaled_plan_is_an_error_not_an_escalation() -> None:
+    with pytest.raises(ValueError, match="unknown action 'reboot'"):
+        remediation.action("reboot", None)
