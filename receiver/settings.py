@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -465,7 +466,7 @@ def _leaf_paths(
     document: dict[str, Any],
     prefix: str = "",
     *,
-    mappings: set[str] = frozenset(),  # type: ignore[assignment]
+    mappings: AbstractSet[str] = frozenset(),
 ) -> list[str]:
     paths = []
     for name, value in document.items():

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import math
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -207,7 +208,8 @@ def _journal_history(path: str, service_slo: evaluation.ServiceSlo) -> list[scor
         rows = journal.previous_evaluations(
             connection, service_slo.service, results=admitted, limit=comparison.previous_count
         )
-    except Exception:  # an older journal without evaluations: no history
+    except sqlite3.Error as e:  # not a journal, or one without evaluations: no history
+        print(f"receiver: warning: no history from {path}: {e}", file=sys.stderr)
         rows = []
     finally:
         connection.close()
