@@ -20,31 +20,13 @@ import pytest
 from tests import processes
 from tests.conftest import TOKEN
 
-ALERTMANAGER_CONFIG = """
-route:
-  receiver: selfheal
-  group_by: [alertname]
-  group_wait: 0s
-  group_interval: 100ms
-  repeat_interval: 1h
-receivers:
-- name: selfheal
-  webhook_configs:
-  - url: http://127.0.0.1:{receiver_port}/webhooks/alertmanager
-    send_resolved: true
-    http_config:
-      authorization:
-        type: Bearer
-        credentials: {token}
-"""
-
 
 @pytest.fixture
 def alertmanager(tmp_path: Path, config_dir: Path) -> Iterator[tuple[int, int]]:
     """(alertmanager port, receiver port), both running on loopback."""
     receiver_port, am_port = processes.free_port(), processes.free_port()
     config = tmp_path / "alertmanager.yml"
-    config.write_text(ALERTMANAGER_CONFIG.format(receiver_port=receiver_port, token=TOKEN))
+    config.write_text(processes.alertmanager_config(receiver_port, TOKEN))
     env = {"RECEIVER_STORE": str(tmp_path / "journal.db"), "RECEIVER_AUTH_TOKEN": TOKEN}
     with processes.receiver(config_dir, port=receiver_port, log=tmp_path / "r.log", **env):
         log = (tmp_path / "am.log").open("wb")

@@ -44,22 +44,6 @@ scrape_configs:
   static_configs: [{{targets: ["127.0.0.1:{app_port}"]}}]
 """
 
-ALERTMANAGER = """
-route:
-  receiver: selfheal
-  group_by: [alertname]
-  group_wait: 0s
-  group_interval: 100ms
-  repeat_interval: 1h
-receivers:
-- name: selfheal
-  webhook_configs:
-  - url: http://127.0.0.1:{receiver_port}/webhooks/alertmanager
-    send_resolved: true
-    http_config:
-      authorization: {{type: Bearer, credentials: {token}}}
-"""
-
 
 def _request(url: str, body: Any = None, method: str | None = None) -> Any:
     request = urllib.request.Request(  # noqa: S310 - loopback
@@ -183,9 +167,7 @@ def running(workdir: Path, unleash: Unleash | None) -> Iterator[World]:
     (workdir / "prometheus.yml").write_text(
         PROMETHEUS.format(rules=json.dumps(str(rules)), am_port=am_port, app_port=app_port)
     )
-    (workdir / "alertmanager.yml").write_text(
-        ALERTMANAGER.format(receiver_port=receiver_port, token=TOKEN)
-    )
+    (workdir / "alertmanager.yml").write_text(processes.alertmanager_config(receiver_port, TOKEN))
     if unleash is not None:
         status, _ = unleash.admin("GET", "/api/admin/projects/default/features/EnablePromotion")
         if status != 200:
