@@ -9,14 +9,11 @@ fire, the receiver scale carts-primary from 1 to 2 replicas, latency drop, the S
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -27,14 +24,6 @@ from tests.e2e import stack  # noqa: E402
 
 def say(what: str) -> None:
     print(f"{time.strftime('%H:%M:%S')}  {what}", flush=True)
-
-
-def remediations(port: int) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(
-        f"http://127.0.0.1:{port}/api/v1/remediations", timeout=5
-    ) as response:
-        listed: list[dict[str, Any]] = json.load(response)["remediations"]
-        return listed
 
 
 def main() -> int:
@@ -61,7 +50,7 @@ def main() -> int:
                         if f"alert {alert}" not in seen:
                             seen.add(f"alert {alert}")
                             say(f"Prometheus: alert {alert} pending/firing → Alertmanager")
-                    for item in remediations(port):
+                    for item in world.remediations():
                         key = f"remediation {item['id']} {item['state']} {len(item['steps'])}"
                         if key in seen:
                             continue

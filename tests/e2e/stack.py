@@ -109,6 +109,19 @@ class World:
                 raise TimeoutError(f"the world did not calm down: {self.firing()}")
             time.sleep(0.2)
 
+    def remediations(self) -> list[dict[str, Any]]:
+        """What the receiver on `receiver_port` lists, newest first."""
+        listed: list[dict[str, Any]] = _request(
+            f"http://127.0.0.1:{self.receiver_port}/api/v1/remediations"
+        )["remediations"]
+        return listed
+
+    def remediation(self, remediation_id: int) -> dict[str, Any]:
+        timeline: dict[str, Any] = _request(
+            f"http://127.0.0.1:{self.receiver_port}/api/v1/remediations/{remediation_id}"
+        )
+        return timeline
+
     def receiver_env(self, store: Path, **extra: str) -> dict[str, str]:
         flags = (
             {}

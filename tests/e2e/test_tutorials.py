@@ -7,13 +7,11 @@ and windows are seconds instead of minutes (see stack.py), nothing else is short
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,30 +32,21 @@ def world(tmp_path_factory: pytest.TempPathFactory, unleash: Unleash) -> Iterato
         yield running
 
 
-def remediations(port: int) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(
-        f"http://127.0.0.1:{port}/api/v1/remediations", timeout=5
-    ) as response:
-        listed: list[dict[str, Any]] = json.load(response)["remediations"]
-        return listed
-
-
 def finished(
-    port: int, *, within: float = 60, where: Callable[[dict[str, Any]], bool] = lambda r: True
+    world: stack.World,
+    *,
+    within: float = 60,
+    where: Callable[[dict[str, Any]], bool] = lambda r: True,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         done = [
-            r for r in remediations(port) if r["state"] not in ("pending", "running") and where(r)
+            r for r in world.remediations() if r["state"] not in ("pending", "running") and where(r)
         ]
         if done:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/api/v1/remediations/{done[0]['id']}", timeout=5
-            ) as response:
-                timeline: dict[str, Any] = json.load(response)
-                return timeline
+            return world.remediation(done[0]["id"])
         time.sleep(0.25)
-    raise AssertionError(f"no remediation finished within {within} s: {remediations(port)}")
+    raise AssertionError(f"no remediation finished within {within} s: {world.remediations()}")
 
 
 def config_copy(tmp_path: Path) -> Path:
@@ -73,7 +62,7 @@ def test_1_prometheus_upscale_heals_the_slow_carts(world: stack.World, tmp_path:
         config_copy(tmp_path), port=world.receiver_port, log=tmp_path / "receiver.log", **env
     ):
         world.carts(load=3)  # 300 ms · 3 ÷ 1 replica = 900 ms: over the 600 ms objective
-        done = finished(world.receiver_port)
+        done = finished(world)
     assert (done["state"], done["title"], done["source"]) == (
         "healed",
         "response_time_p90",
@@ -149,7 +138,7 @@ spec:
                 env=os.environ | {"RECEIVER_AUTH_TOKEN": TOKEN},
             )
             assert sent.returncode == 0, sent.stderr
-            done = finished(world.receiver_port, where=lambda r: r["source"] == "dynatrace")
+            done = finished(world, where=lambda r: r["source"] == "dynatrace")
         queries = dynatrace[dynatrace_standin.REQUESTS]
     assert (done["state"], done["title"]) == ("healed", "Response time degradation")
     assert done["steps"][0]["evaluation"]["result"] == "pass"
@@ -173,7 +162,7 @@ def test_3_feature_flag_switched_off_heals_the_failure_rate(
             "POST",
             "/api/admin/projects/default/features/EnablePromotion/environments/production/on",
         )
-        done = finished(world.receiver_port)
+        done = finished(world)
     assert (done["state"], done["title"]) == ("healed", "error_rate")
     (step,) = done["steps"]
     assert (step["action"], step["result"]) == ("toggle-feature", "succeeded")
@@ -212,7 +201,7 @@ remediations:
         )
         with processes.receiver(config, port=world.receiver_port, log=tmp_path / "r.log", **env):
             world.carts(fixed_ms=1500)  # slow whatever the replicas
-            done = finished(world.receiver_port, within=90)
+            done = finished(world, within=90)
     assert done["state"] == "escalated"
     assert [(s["action"], s["result"], s["verdict"]) for s in done["steps"]] == [
         ("scaling", "succeeded", "next"),
