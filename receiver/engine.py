@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
@@ -34,7 +35,7 @@ from receiver.configtree import ConfigTree
 from receiver.errors import ActionError, ConfigError
 from receiver.journal import Journal
 from receiver.metrics import Metrics
-from receiver.models import Escalate, RemediationState, ServiceRef
+from receiver.models import ActionOutcome, Escalate, RemediationState, ServiceRef
 from receiver.rules import remediation as rules
 from receiver.settings import Settings
 from receiver.slo import evaluation, providers, scoring
@@ -313,18 +314,15 @@ class Engine:
             await remediations.save_checkpoint(self._journal, r.id, position, checkpoint)
 
         started = time.perf_counter()
-        try:
-            outcome = await self._actions.run(
+        result, detail, data = await _step_result(
+            self._actions.run(
                 kind,
                 r.service,
                 dry_run=dry_run,
                 save=save,
                 checkpoint=step.checkpoint if step is not None else None,
             )
-        except ActionError as e:
-            result, detail, data = "failed", str(e), {"error": type(e).__name__}
-        else:
-            result, detail, data = "succeeded", outcome.detail, outcome.data
+        )
         self._metrics.action_seconds.labels(action=entry["action"], result=result).observe(
             time.perf_counter() - started
         )
@@ -421,14 +419,9 @@ class Engine:
     ) -> None:
         await remediations.start_step(self._journal, r.id, position, action, None)
         document = await self._escalation_document(r, why)
-        try:
-            outcome = await self._actions.run(
-                Escalate(), r.service, dry_run=dry_run, document=document
-            )
-        except ActionError as e:
-            result, detail, data = "failed", str(e), {"error": type(e).__name__}
-        else:
-            result, detail, data = "succeeded", outcome.detail, outcome.data
+        result, detail, data = await _step_result(
+            self._actions.run(Escalate(), r.service, dry_run=dry_run, document=document)
+        )
         await remediations.finish_step(
             self._journal, r.id, position, result=result, detail=detail, data=data
         )
@@ -600,3 +593,15 @@ class Engine:
                 "detail": detail,
             },
         )
+
+
+async def _step_result(
+    action: Coroutine[Any, Any, ActionOutcome],
+) -> tuple[str, str, dict[str, Any]]:
+    """(result, detail, data) of an action, as a step records it; an ActionError is a failed
+    step, never a crash of the remediation."""
+    try:
+        outcome = await action
+    except ActionError as e:
+        return "failed", str(e), {"error": type(e).__name__}
+    return "succeeded", outcome.detail, outcome.data

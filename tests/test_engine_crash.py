@@ -4,7 +4,6 @@ exactly once (counted by the Kubernetes stand-in)."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -32,8 +31,10 @@ class Stage:
         self.cluster = cluster
         self.slis = slis
 
-    async def fire(self) -> int:
+    async def fire(self, key: str | None = None) -> int:
         body = payload("alertmanager-firing.json")
+        if key is not None:
+            body["alerts"][0]["fingerprint"] = key
         async with (
             aiohttp.ClientSession() as session,
             session.post(
@@ -135,18 +136,7 @@ async def test_killed_between_action_start_and_result_it_never_adds_a_second_del
 
 async def test_killed_while_queued_behind_another_remediation_both_complete(stage: Stage) -> None:
     first = await stage.fire()
-    body = payload("alertmanager-firing.json")
-    alert = copy.deepcopy(body["alerts"][0]) | {"fingerprint": "second"}
-    body["alerts"] = [alert]
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{stage.receiver.url}/webhooks/alertmanager",
-            data=json.dumps(body),
-            headers=AUTH,
-        ) as response,
-    ):
-        second = (await response.json())["recorded"][0]["remediation_id"]
+    second = await stage.fire(key="second")
     await stage.until(first, lambda d: d["phase"] == "wait")
     await stage.receiver.kill()
     await stage.receiver.start()
