@@ -18,6 +18,8 @@ from receiver import configtree, server, settings
 from tests import prometheus_stack as stacks
 from tests import unleash_server
 
+pytest_plugins = ["tests.engine_world"]  # make_world, for the engine tests
+
 PAYLOADS = Path(__file__).parent / "payloads"
 EXAMPLE_CONFIG = Path(__file__).parent.parent / "config"
 TOKEN = "test-token-0123456789"
