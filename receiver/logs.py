@@ -61,3 +61,15 @@ def setup(*, format: str = "auto", level: str = "info") -> None:
 def _timestamp(created: float) -> str:
     moment = datetime.datetime.fromtimestamp(created, tz=datetime.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Bound(logging.LoggerAdapter[logging.Logger]):
+    """A logger whose fields are bound once (structlog's `bind`): `Bound(logger, remediation=7)`
+    adds remediation=7 to every line, beside the line's own `extra`."""
+
+    def __init__(self, logger: logging.Logger, **bound: Any) -> None:
+        super().__init__(logger, bound)
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        return msg, kwargs

@@ -88,14 +88,6 @@ class Notification:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class Decision:
-    """Whether an opening notification starts a remediation, decided before it is recorded."""
-
-    reason: str | None = None  # why no remediation will run
-    plan: dict[str, Any] | None = None  # the matched rule, as the journal keeps it
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Recorded:
     """The journal's answer for one notification, once it is committed."""
 

@@ -18,7 +18,7 @@ import prometheus_client as prom
 from aiohttp import web
 
 from receiver import clock as clocks
-from receiver import remediations, triage
+from receiver import triage
 from receiver.actions.kubernetes import Kubernetes
 from receiver.actions.runner import Actions
 from receiver.auth import Credentials
@@ -31,7 +31,7 @@ from receiver.errors import (
     JournalOverloaded,
     PayloadError,
 )
-from receiver.journal import Journal
+from receiver.journal import Journal, open_journal
 from receiver.metrics import Metrics
 from receiver.models import (
     Notification,
@@ -43,6 +43,7 @@ from receiver.models import (
     Source,
 )
 from receiver.settings import Settings
+from receiver.slo import providers
 from receiver.sources import alertmanager, dynatrace
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ async def _journal_context(app: web.Application) -> AsyncIterator[None]:
                 "detail": "webhooks and write endpoints accept requests without credentials",
             },
         )
-    journal = Journal(
+    journal = open_journal(
         settings.store_path,
         synchronous=settings.store_synchronous,
         max_pending=settings.store_max_pending,
@@ -162,12 +163,13 @@ async def _actions_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _engine_context(app: web.Application) -> AsyncIterator[None]:
+    settings, session = app[SETTINGS], app[HTTP]
     engine = Engine(
-        journal=app[JOURNAL],
+        store=app[JOURNAL],
         actions=app[ACTIONS],
         tree=app[TREE],
-        settings=app[SETTINGS],
-        http=app[HTTP],
+        settings=settings,
+        sli_providers=lambda name: providers.create(name, session, settings),
         metrics=app[METRICS],
         clock=app[CLOCK],
     )
@@ -283,13 +285,8 @@ async def _record(
 ) -> web.Response:
     app = request.app
     decisions = [app[RULES].decide(n, settings=app[SETTINGS]) for n in notifications]
+    # Committed once this returns; the engine learns of it from the journal.
     recorded = await app[JOURNAL].record(body, notifications, decisions=decisions, source=source)
-    engine = app[ENGINE]
-    for result in recorded:  # only now, committed: the engine may act on them
-        if result.remediation_id is not None and result.problem_id is not None:
-            engine.started(result.remediation_id, result.problem_id)
-        elif result.outcome is Outcome.RESOLVED and result.problem_id is not None:
-            engine.resolved(result.problem_id)
     for outcome, count in collections.Counter(r.outcome for r in recorded).items():
         app[METRICS].notifications.labels(source=source.value, outcome=outcome.value).inc(count)
     for notification, result in zip(notifications, recorded, strict=True):
@@ -384,8 +381,7 @@ async def _list_remediations(request: web.Request) -> web.Response:
         raise PayloadError(
             "state", f"expected one of {', '.join(_REMEDIATION_STATES)}, got {state!r}"
         )
-    listed = await remediations.listing(
-        request.app[JOURNAL],
+    listed = await request.app[JOURNAL].remediations(
         limit=_limit(request),
         state=state,
         project=request.query.get("project"),
@@ -405,7 +401,7 @@ def _remediation_id(request: web.Request) -> int:
 async def _get_remediation(request: web.Request) -> web.Response:
     _authorize_read(request)
     remediation_id = _remediation_id(request)
-    timeline = await remediations.timeline(request.app[JOURNAL], remediation_id)
+    timeline = await request.app[JOURNAL].timeline(remediation_id)
     if timeline is None:
         return _error(404, "no such remediation", id=remediation_id)
     return web.json_response(timeline)
@@ -414,9 +410,10 @@ async def _get_remediation(request: web.Request) -> web.Response:
 async def _cancel_remediation(request: web.Request) -> web.Response:
     request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
     remediation_id = _remediation_id(request)
-    state = await request.app[ENGINE].cancel(remediation_id)
-    if state is None:
+    remediation = await request.app[JOURNAL].request_cancel(remediation_id)
+    if remediation is None:
         return _error(404, "no such remediation", id=remediation_id)
+    state = remediation.progress.state
     if state.finished:
         return _error(409, "already finished", id=remediation_id, state=state.value)
     logger.info("remediation.cancel_requested", extra={"remediation": remediation_id})

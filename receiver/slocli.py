@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import math
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import aiohttp
 import yaml
 
 from receiver import configtree, durations, journal, settings
-from receiver.errors import ConfigError
+from receiver.errors import ConfigError, JournalUnavailable
 from receiver.models import ServiceRef
 from receiver.slo import alerting, evaluation, objectives, providers, scoring
 
@@ -203,16 +202,13 @@ def _journal_history(path: str, service_slo: evaluation.ServiceSlo) -> list[scor
     admitted = [
         r for r in ("pass", "warning", "fail") if comparison.include_result_with_score.admits(r)
     ]
-    connection = journal.read_only(path)
     try:
-        rows = journal.previous_evaluations(
-            connection, service_slo.service, results=admitted, limit=comparison.previous_count
+        rows = journal.read_history(
+            path, service_slo.service, results=admitted, limit=comparison.previous_count
         )
-    except sqlite3.Error as e:  # not a journal, or one without evaluations: no history
-        print(f"receiver: warning: no history from {path}: {e}", file=sys.stderr)
+    except JournalUnavailable as e:  # not a journal, or one without evaluations: no history
+        print(f"receiver: warning: no history: {e}", file=sys.stderr)
         rows = []
-    finally:
-        connection.close()
     return [scoring.Previous(result=result, values=values) for result, values in rows]
 
 

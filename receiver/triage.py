@@ -13,7 +13,8 @@ from pathlib import Path
 from receiver import configtree
 from receiver.configtree import ConfigTree
 from receiver.errors import ConfigError
-from receiver.models import Decision, Notification, Signal, Source
+from receiver.models import Notification, Signal, Source
+from receiver.remediation.model import Decision
 from receiver.rules import remediation
 from receiver.settings import Settings
 
@@ -61,7 +62,7 @@ class Rules:
             return Decision(
                 reason=f"the matching rule {rule.problem_type!r} is broken: {rule.error}"
             )
-        return Decision(plan=rule.plan() | {"rule_file": str(file)})
+        return Decision(plan=rule.plan(rule_file=str(file)))
 
 
 def _where(notification: Notification, settings: Settings, missing: list[str]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from receiver import journal
-from receiver.journal import Journal
+from receiver.journal.sqlite import SQLiteJournal
 from receiver.models import ServiceRef
 
 CARTS = ServiceRef(project="sockshop", stage="production", service="carts")
@@ -13,7 +13,7 @@ ORDERS = ServiceRef(project="sockshop", stage="production", service="orders")
 
 
 async def test_history_is_filtered_by_result_then_limited_newest_first(tmp_path: Path) -> None:
-    store = Journal(str(tmp_path / "journal.db"))
+    store = SQLiteJournal(str(tmp_path / "journal.db"))
     await store.open()
     try:
         for result, value in [
@@ -50,9 +50,5 @@ async def test_history_is_filtered_by_result_then_limited_newest_first(tmp_path:
     finally:
         await store.close()
     # Tools beside the service read the same history without writing.
-    connection = journal.read_only(str(tmp_path / "journal.db"))
-    try:
-        rows = journal.previous_evaluations(connection, CARTS, results=["warning"], limit=5)
-    finally:
-        connection.close()
+    rows = journal.read_history(str(tmp_path / "journal.db"), CARTS, results=["warning"], limit=5)
     assert rows == [("warning", {"rt": 4.0, "err": None})]

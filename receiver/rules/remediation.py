@@ -28,6 +28,7 @@ from typing import Any
 from receiver import configtree, durations
 from receiver.errors import ConfigError
 from receiver.models import ActionKind, Escalate, Restart, Scale, Toggle
+from receiver.remediation.model import Plan, PlannedAction
 
 DEFAULT_RULE = "default"
 ACTIONS = ("scaling", "featuretoggle", "toggle-feature", "restart", "escalate")
@@ -54,18 +55,21 @@ class Rule:
     dry_run: bool = False
     error: str | None = None  # why this rule cannot run ("file: path: what is wrong")
 
-    def plan(self) -> dict[str, Any]:
+    def plan(self, *, rule_file: str) -> Plan:
         """The rule as the journal keeps it, so a resumed remediation runs what was matched."""
-        return {
-            "rule": self.problem_type,
-            "actions": [
-                {"action": a.name, "value": a.value, "name": a.title, "description": a.description}
+        return Plan(
+            rule=self.problem_type,
+            actions=tuple(
+                PlannedAction(
+                    action=a.name, value=a.value, title=a.title, description=a.description
+                )
                 for a in self.actions
-            ],
-            "wait": self.wait,
-            "evaluation_window": self.evaluation_window,
-            "dry_run": self.dry_run,
-        }
+            ),
+            wait=self.wait,
+            evaluation_window=self.evaluation_window,
+            dry_run=self.dry_run,
+            rule_file=rule_file,
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)

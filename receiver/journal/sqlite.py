@@ -1,4 +1,5 @@
-"""The durable journal: every delivery, every notification and the problems they make.
+"""The SQLite journal: every delivery, every notification, the problems they make and the
+remediations they start. Every SQL statement of the receiver is in this module.
 
 SQLite in WAL mode. One writer thread owns the only writing connection and commits in
 groups: requests that arrive while a commit is under way are written together by the next
@@ -30,15 +31,35 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from receiver.errors import JournalOverloaded, JournalUnavailable
+from receiver.journal import (
+    CancelRequested,
+    JournalEvent,
+    ProblemResolved,
+    RemediationCreated,
+)
 from receiver.models import (
-    Decision,
     Notification,
     Outcome,
     ProblemKey,
+    ProblemState,
     Recorded,
+    RemediationState,
     ServiceRef,
     Signal,
     Source,
+)
+from receiver.remediation.model import (
+    Decision,
+    Judgement,
+    Phase,
+    Plan,
+    Progress,
+    Remediation,
+    ScaleBack,
+    ScaleBackState,
+    StepRecord,
+    StepResult,
+    Verdict,
 )
 
 logger = logging.getLogger(__name__)
@@ -149,7 +170,7 @@ class _Request:
     loop: asyncio.AbstractEventLoop
 
 
-class Journal:
+class SQLiteJournal:
     def __init__(
         self,
         path: str,
@@ -172,6 +193,7 @@ class Journal:
         self._reader_connections: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
         self._index = _OpenIndex()  # owned by the writer thread
+        self._subscribers: list[asyncio.Queue[JournalEvent]] = []
         self.commit_seconds: Callable[[float], None] = lambda seconds: None
 
     @property
@@ -252,7 +274,25 @@ class Journal:
         def job(connection: sqlite3.Connection, now: float) -> tuple[Recorded, ...]:
             return self._apply(connection, now, source, delivery, notifications, decisions)
 
-        return await self.write(job)
+        recorded = await self.write(job)
+        for n, result in zip(notifications, recorded, strict=True):  # committed: act on them
+            if result.remediation_id is not None and result.problem_id is not None:
+                assert n.service_ref is not None  # a remediation is only made for a service
+                self._publish(
+                    RemediationCreated(result.remediation_id, result.problem_id, n.service_ref)
+                )
+            elif result.outcome is Outcome.RESOLVED and result.problem_id is not None:
+                self._publish(ProblemResolved(result.problem_id))
+        return recorded
+
+    def subscribe(self) -> asyncio.Queue[JournalEvent]:
+        subscriber: asyncio.Queue[JournalEvent] = asyncio.Queue()
+        self._subscribers.append(subscriber)
+        return subscriber
+
+    def _publish(self, event: JournalEvent) -> None:
+        for subscriber in self._subscribers:
+            subscriber.put_nowait(event)
 
     def _apply(
         self,
@@ -321,7 +361,14 @@ class Journal:
                     remediation_id = connection.execute(
                         "INSERT INTO remediations (problem_id, project, stage, service, plan,"
                         " state, phase, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 'queued', ?)",
-                        (problem_id, n.project, n.stage, n.service, json.dumps(decision.plan), now),
+                        (
+                            problem_id,
+                            n.project,
+                            n.stage,
+                            n.service,
+                            json.dumps(decision.plan.to_json()),
+                            now,
+                        ),
                     ).lastrowid
             elif current:
                 writes.add(
@@ -414,6 +461,219 @@ class Journal:
     ) -> list[tuple[str, dict[str, float | None]]]:
         """(result, values) of the newest `limit` evaluations whose result is in `results`."""
         return await self.read(lambda c: previous_evaluations(c, ref, results=results, limit=limit))
+
+    # -- remediations ------------------------------------------------------------------------
+
+    async def unfinished(self) -> list[Remediation]:
+        """Every remediation not finished, oldest first (the per-service order)."""
+
+        def query(connection: sqlite3.Connection) -> list[Remediation]:
+            rows = connection.execute(
+                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations"
+                " WHERE state IN ('pending', 'running') ORDER BY id"
+            ).fetchall()
+            return [_remediation(connection, row) for row in rows]
+
+        return await self.read(query)
+
+    async def load(self, remediation_id: int) -> Remediation | None:
+        def query(connection: sqlite3.Connection) -> Remediation | None:
+            row = connection.execute(
+                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE id = ?", (remediation_id,)
+            ).fetchone()
+            return _remediation(connection, row) if row else None
+
+        return await self.read(query)
+
+    async def save(
+        self,
+        remediation_id: int,
+        progress: Progress,
+        judgement: Judgement | None = None,
+        *,
+        scale_back: ScaleBack | None = None,
+    ) -> None:
+        def job(connection: sqlite3.Connection, now: float) -> None:
+            connection.execute(
+                "UPDATE remediations SET state = ?, phase = ?, step = ?, phase_until = ?,"
+                " reason = ?,"
+                " started_at = COALESCE(started_at, CASE WHEN ? = 'running' THEN ? END),"
+                " ended_at = COALESCE(ended_at, CASE WHEN ? = 'done' THEN ? END),"
+                " scale_back = COALESCE(?, scale_back) WHERE id = ?",
+                (
+                    progress.state.value,
+                    progress.phase.value,
+                    progress.position,
+                    progress.until,
+                    progress.reason,
+                    progress.state.value,
+                    now,
+                    progress.phase.value,
+                    now,
+                    json.dumps(scale_back.to_json()) if scale_back else None,
+                    remediation_id,
+                ),
+            )
+            if judgement is not None:
+                connection.execute(
+                    "UPDATE steps SET verdict = ? WHERE remediation_id = ? AND position = ?",
+                    (judgement.verdict.value, remediation_id, judgement.position),
+                )
+
+        await self.write(job, shed=False)
+
+    async def problem_state(self, problem_id: int) -> ProblemState:
+        def query(connection: sqlite3.Connection) -> ProblemState:
+            (state,) = connection.execute(
+                "SELECT state FROM problems WHERE id = ?", (problem_id,)
+            ).fetchone()
+            return ProblemState(state)
+
+        return await self.read(query)
+
+    async def last_ended(self, service: ServiceRef) -> float | None:
+        def query(connection: sqlite3.Connection) -> float | None:
+            (ended,) = connection.execute(
+                "SELECT MAX(ended_at) FROM remediations WHERE project = ? AND stage = ?"
+                " AND service = ?",
+                (service.project, service.stage, service.service),
+            ).fetchone()
+            return float(ended) if ended is not None else None
+
+        return await self.read(query)
+
+    async def next_position(self, remediation_id: int) -> int:
+        def query(connection: sqlite3.Connection) -> int:
+            (position,) = connection.execute(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM steps WHERE remediation_id = ?",
+                (remediation_id,),
+            ).fetchone()
+            return int(position)
+
+        return await self.read(query)
+
+    async def start_step(self, remediation_id: int, position: int, action: str, value: Any) -> None:
+        def job(connection: sqlite3.Connection, now: float) -> None:
+            connection.execute(
+                "INSERT INTO steps (remediation_id, position, action, input, result, started_at)"
+                " VALUES (?, ?, ?, ?, 'started', ?)"
+                " ON CONFLICT (remediation_id, position) DO NOTHING",
+                (remediation_id, position, action, json.dumps(value), now),
+            )
+
+        await self.write(job, shed=False)
+
+    async def save_checkpoint(
+        self, remediation_id: int, position: int, checkpoint: dict[str, Any]
+    ) -> None:
+        def job(connection: sqlite3.Connection, now: float) -> None:
+            connection.execute(
+                "UPDATE steps SET checkpoint = ? WHERE remediation_id = ? AND position = ?",
+                (json.dumps(checkpoint), remediation_id, position),
+            )
+
+        await self.write(job, shed=False)
+
+    async def finish_step(
+        self,
+        remediation_id: int,
+        position: int,
+        *,
+        result: StepResult,
+        detail: str,
+        data: dict[str, Any],
+    ) -> None:
+        def job(connection: sqlite3.Connection, now: float) -> None:
+            connection.execute(
+                "UPDATE steps SET result = ?, detail = ?, data = ?, ended_at = ?"
+                " WHERE remediation_id = ? AND position = ?",
+                (result.value, detail, json.dumps(data), now, remediation_id, position),
+            )
+
+        await self.write(job, shed=False)
+
+    async def request_cancel(self, remediation_id: int) -> Remediation | None:
+        def job(connection: sqlite3.Connection, now: float) -> Remediation | None:
+            row = connection.execute(
+                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE id = ?", (remediation_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            remediation = _remediation(connection, row)
+            if not remediation.progress.state.finished:
+                connection.execute(
+                    "UPDATE remediations SET cancel_requested = 1 WHERE id = ?", (remediation_id,)
+                )
+            return remediation
+
+        remediation = await self.write(job, shed=False)
+        if remediation is not None and not remediation.progress.state.finished:
+            self._publish(CancelRequested(remediation_id))
+        return remediation
+
+    async def scale_backs(self) -> list[ScaleBack]:
+        def query(connection: sqlite3.Connection) -> list[ScaleBack]:
+            rows = connection.execute(
+                "SELECT id, problem_id, project, stage, service, scale_back FROM remediations"
+                " WHERE scale_back IS NOT NULL ORDER BY id"
+            ).fetchall()
+            pending = []
+            for remediation_id, problem_id, project, stage, service, text in rows:
+                saved = json.loads(text)
+                if saved["state"] == ScaleBackState.DONE:
+                    continue
+                pending.append(
+                    ScaleBack(
+                        remediation_id=remediation_id,
+                        problem_id=problem_id,
+                        service=ServiceRef(project=project, stage=stage, service=service),
+                        state=ScaleBackState(saved["state"]),
+                        due=saved["due"],
+                        namespace=saved["namespace"],
+                        deployment=saved["deployment"],
+                        original=saved["original"],
+                        scaled_to=saved["scaled_to"],
+                    )
+                )
+            return pending
+
+        return await self.read(query)
+
+    async def save_scale_back(self, scale_back: ScaleBack) -> None:
+        def job(connection: sqlite3.Connection, now: float) -> None:
+            connection.execute(
+                "UPDATE remediations SET scale_back = ? WHERE id = ?",
+                (json.dumps(scale_back.to_json()), scale_back.remediation_id),
+            )
+
+        await self.write(job, shed=False)
+
+    async def remediations(
+        self, *, limit: int = 100, **filters: str | None
+    ) -> list[dict[str, Any]]:
+        """The newest remediations, filtered by column (state, project, stage, service)."""
+        where = [f"{name} = ?" for name, value in filters.items() if value is not None]
+        values = [value for value in filters.values() if value is not None]
+        sql = (
+            "SELECT id FROM remediations"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY id DESC LIMIT ?"
+        )
+
+        def query(connection: sqlite3.Connection) -> list[dict[str, Any]]:
+            ids = [row[0] for row in connection.execute(sql, (*values, limit))]
+            return [_timeline(connection, i, full=False) for i in ids]
+
+        return await self.read(query)
+
+    async def timeline(self, remediation_id: int) -> dict[str, Any] | None:
+        def query(connection: sqlite3.Connection) -> dict[str, Any] | None:
+            exists = connection.execute(
+                "SELECT 1 FROM remediations WHERE id = ?", (remediation_id,)
+            ).fetchone()
+            return _timeline(connection, remediation_id, full=True) if exists else None
+
+        return await self.read(query)
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -709,9 +969,139 @@ def previous_evaluations(
     return [(result, json.loads(values)) for result, values in rows]
 
 
-def read_only(path: str) -> sqlite3.Connection:
-    """A read-only connection for tools that run beside the service (`receiver slo evaluate`)."""
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def read_history(
+    path: str, ref: ServiceRef, *, results: Sequence[str], limit: int
+) -> list[tuple[str, dict[str, float | None]]]:
+    """The evaluation history, read-only, for tools that run beside the service."""
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return previous_evaluations(connection, ref, results=results, limit=limit)
+        finally:
+            connection.close()
+    except sqlite3.Error as e:  # not a journal, or one without evaluations
+        raise JournalUnavailable(f"cannot read the journal {path}: {e}") from e
+
+
+_REMEDIATION_COLUMNS = (
+    "id, problem_id, project, stage, service, plan, state, phase, step, phase_until,"
+    " cancel_requested, reason"
+)
+
+
+def _remediation(connection: sqlite3.Connection, row: Any) -> Remediation:
+    steps = {
+        position: StepRecord(
+            position=position,
+            action=action,
+            result=StepResult(result),
+            checkpoint=json.loads(checkpoint) if checkpoint else None,
+            verdict=Verdict(verdict) if verdict else None,
+        )
+        for position, action, result, checkpoint, verdict in connection.execute(
+            "SELECT position, action, result, checkpoint, verdict FROM steps"
+            " WHERE remediation_id = ? ORDER BY position",
+            (row[0],),
+        )
+    }
+    return Remediation(
+        id=row[0],
+        problem_id=row[1],
+        service=ServiceRef(project=row[2], stage=row[3], service=row[4]),
+        plan=Plan.from_json(json.loads(row[5])),
+        progress=Progress(
+            state=RemediationState(row[6]),
+            phase=Phase(row[7]),
+            position=row[8],
+            until=row[9],
+            reason=row[11],
+        ),
+        cancel_requested=bool(row[10]),
+        steps=steps,
+    )
+
+
+def _timeline(connection: sqlite3.Connection, remediation_id: int, *, full: bool) -> dict[str, Any]:
+    row = connection.execute(
+        "SELECT r.id, r.project, r.stage, r.service, r.plan, r.state, r.phase, r.step,"
+        " r.phase_until, r.reason, r.created_at, r.started_at, r.ended_at, r.cancel_requested,"
+        " p.key, p.source, p.title, p.state FROM remediations r"
+        " JOIN problems p ON p.id = r.problem_id WHERE r.id = ?",
+        (remediation_id,),
+    ).fetchone()
+    plan = json.loads(row[4])
+    evaluations: dict[int, dict[str, Any]] = {}
+    for judged, result, score, detail, start, end in connection.execute(
+        "SELECT step, result, score, detail, window_start, window_end FROM evaluations"
+        " WHERE remediation_id = ? ORDER BY id",
+        (remediation_id,),
+    ):
+        evaluation = {
+            "result": result,
+            "score": score,
+            "window": {"start": iso(start), "end": iso(end)},
+        }
+        if full:
+            evaluation |= json.loads(detail)
+        evaluations[judged] = evaluation
+    steps = []
+    for (
+        position,
+        action,
+        value,
+        result,
+        detail,
+        data,
+        verdict,
+        started,
+        ended,
+    ) in connection.execute(
+        "SELECT position, action, input, result, detail, data, verdict, started_at, ended_at"
+        " FROM steps WHERE remediation_id = ? ORDER BY position",
+        (remediation_id,),
+    ):
+        step: dict[str, Any] = {
+            "position": position,
+            "action": action,
+            "input": json.loads(value),
+            "result": result,
+            "detail": detail,
+            "verdict": verdict,
+            "started_at": iso(started),
+            "ended_at": iso(ended),
+            "duration_seconds": None if ended is None else round(ended - started, 3),
+            "evaluation": evaluations.get(position),
+        }
+        if full:
+            step["data"] = json.loads(data) if data else None
+        steps.append(step)
+    document: dict[str, Any] = {
+        "id": row[0],
+        "problem_key": row[14],
+        "source": row[15],
+        "title": row[16],
+        "problem_state": row[17],
+        "project": row[1],
+        "stage": row[2],
+        "service": row[3],
+        "rule": plan.get("rule"),
+        "rule_file": plan.get("rule_file"),
+        "state": row[5],
+        "phase": row[6],
+        "reason": row[9],
+        "created_at": iso(row[10]),
+        "started_at": iso(row[11]),
+        "ended_at": iso(row[12]),
+        "steps": steps,
+    }
+    if full:
+        document |= {
+            "plan": plan,
+            "current_step": row[7],
+            "phase_until": iso(row[8]),
+            "cancel_requested": bool(row[13]),
+        }
+    return document
 
 
 def _problem(row: sqlite3.Row) -> dict[str, Any]:

@@ -1,0 +1,262 @@
+"""What a remediation's effects do in the world: run an action, judge by the SLO, escalate,
+scale back. Each journals what it does and returns the event the state machine takes next;
+an action's failure is an event (Acted(succeeded=False)), never an exception.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from receiver.actions.runner import Actions
+from receiver.configtree import ConfigTree
+from receiver.errors import ActionError, ConfigError
+from receiver.journal import RemediationStore
+from receiver.logs import Bound
+from receiver.metrics import Metrics
+from receiver.models import ActionOutcome, ProblemState, ServiceRef
+from receiver.models import Escalate as EscalateAction
+from receiver.remediation.model import (
+    Acted,
+    Escalate,
+    Escalated,
+    Judged,
+    Remediation,
+    ScaleBack,
+    ScaleBackState,
+    StepResult,
+)
+from receiver.rules import remediation as rules
+from receiver.settings import Settings
+from receiver.slo import evaluation, providers, scoring
+
+logger = logging.getLogger(__name__)
+
+SliProviders = Callable[[str], providers.Provider]
+"""The SLI provider of a name (prometheus, dynatrace), as configured."""
+
+
+class Effects:
+    def __init__(
+        self,
+        *,
+        store: RemediationStore,
+        actions: Actions,
+        tree: ConfigTree,
+        settings: Settings,
+        sli_providers: SliProviders,
+        metrics: Metrics,
+        now: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._actions = actions
+        self._tree = tree
+        self._settings = settings
+        self._sli_providers = sli_providers
+        self._metrics = metrics
+        self._now = now
+
+    def has_slo(self, service: ServiceRef) -> bool:
+        return self._tree.slo_file(service) is not None
+
+    async def act(self, remediation: Remediation, position: int, log: Bound) -> Acted:
+        """Run the plan's action at `position`, journaled before and after. A step that
+        finished before a restart is not run again; one that started resumes from its
+        checkpoint (an absolute target), never as a second delta."""
+        planned = remediation.plan.actions[position]
+        kind = rules.action(planned.action, planned.value)  # ValueError: a plan it cannot read
+        step = remediation.steps.get(position)
+        if step is not None and step.result is not StepResult.STARTED:
+            return Acted(succeeded=step.result is StepResult.SUCCEEDED)
+        await self._store.start_step(remediation.id, position, planned.action, planned.value)
+
+        async def save(checkpoint: dict[str, Any]) -> None:
+            await self._store.save_checkpoint(remediation.id, position, checkpoint)
+
+        started = time.perf_counter()
+        result, detail, data = await _outcome(
+            self._actions.run(
+                kind,
+                remediation.service,
+                dry_run=remediation.plan.dry_run,
+                save=save,
+                checkpoint=step.checkpoint if step is not None else None,
+            )
+        )
+        self._metrics.action_seconds.labels(action=planned.action, result=result.value).observe(
+            time.perf_counter() - started
+        )
+        await self._store.finish_step(
+            remediation.id, position, result=result, detail=detail, data=data
+        )
+        log.info(
+            f"remediation.action_{result.value}",
+            extra={"step": position, "action": planned.action, "detail": detail},
+        )
+        return Acted(succeeded=result is StepResult.SUCCEEDED)
+
+    async def judge(self, remediation: Remediation, position: int) -> Judged:
+        """Healed? Decided by the SLO, or without one by the problem's own state."""
+        service = remediation.service
+        try:
+            service_slo = evaluation.load(
+                self._tree, service, default_provider=self._settings.sli_provider
+            )
+        except ConfigError as e:
+            return Judged(healed=False, why=f"the SLO cannot be evaluated: {e}")
+        if service_slo is None:
+            if await self._store.problem_state(remediation.problem_id) is ProblemState.RESOLVED:
+                return Judged(healed=True, why="no slo.yaml; the source resolved the problem")
+            return Judged(healed=False, why="no slo.yaml; the problem is still open")
+        comparison = service_slo.slo.comparison
+        admitted = [
+            x for x in ("pass", "warning", "fail") if comparison.include_result_with_score.admits(x)
+        ]
+        history = await self._store.previous_evaluations(
+            service, results=admitted, limit=comparison.previous_count
+        )
+        window = remediation.plan.evaluation_window or self._settings.remediation_evaluation_window
+        end = self._now()
+        measured, result = await evaluation.evaluate(
+            service_slo,
+            self._sli_providers(service_slo.provider),
+            end=end,
+            window=window,
+            deployment=self._settings.sli_deployment,
+            previous=[scoring.Previous(result=x, values=v) for x, v in history],
+        )
+        await self._store.record_evaluation(
+            service,
+            window_start=end - window,
+            window_end=end,
+            result=result.result,
+            score=result.score,
+            values=result.values(),
+            detail=result.to_json() | {"reasons": measured.reasons},
+            remediation_id=remediation.id,
+            step=position,
+        )
+        self._metrics.evaluations.labels(result=result.result).inc()
+        why = f"SLO {result.result}, score {result.score:.1f}"
+        return Judged(healed=result.result in ("pass", "warning"), why=why)
+
+    async def escalate(self, remediation: Remediation, escalation: Escalate) -> Escalated:
+        """Deliver the escalation document as the step at `escalation.position`."""
+        await self._store.start_step(remediation.id, escalation.position, escalation.action, None)
+        document = await self._escalation_document(remediation, escalation.why)
+        result, detail, data = await _outcome(
+            self._actions.run(
+                EscalateAction(),
+                remediation.service,
+                dry_run=remediation.plan.dry_run,
+                document=document,
+            )
+        )
+        await self._store.finish_step(
+            remediation.id, escalation.position, result=result, detail=detail, data=data
+        )
+        return Escalated(
+            why=escalation.why, delivered=result is StepResult.SUCCEEDED, detail=detail
+        )
+
+    async def _escalation_document(self, remediation: Remediation, why: str) -> dict[str, Any]:
+        timeline = await self._store.timeline(remediation.id) or {}
+        steps = [s for s in timeline.get("steps", []) if s["result"] != StepResult.STARTED]
+        evaluations = [s["evaluation"] for s in steps if s.get("evaluation")]
+        fields = ("action", "input", "result", "detail", "verdict", "started_at", "ended_at")
+        return {
+            "problem": {
+                "key": timeline.get("problem_key"),
+                "title": timeline.get("title"),
+                "source": timeline.get("source"),
+                "state": timeline.get("problem_state"),
+                "project": remediation.service.project,
+                "stage": remediation.service.stage,
+                "service": remediation.service.service,
+            },
+            "remediation": remediation.id,
+            "rule": remediation.plan.rule,
+            "reason": why,
+            "steps": [{name: step[name] for name in fields} for step in steps],
+            "evaluation": evaluations[-1] if evaluations else None,
+        }
+
+    # -- scale-back after a healed problem is resolved (Keptn never scaled back) -------------
+
+    async def plan_scale_back(self, remediation: Remediation) -> ScaleBack | None:
+        """What to take back once the healed problem is resolved: the replicas its scaling
+        steps added (None: scale-back is off, or nothing was scaled)."""
+        if self._settings.scaling_scale_back_after <= 0:
+            return None
+        timeline = await self._store.timeline(remediation.id) or {}
+        scalings = [
+            step.get("data") or {}
+            for step in timeline.get("steps", [])
+            if step["action"] == "scaling"
+            and step["result"] == StepResult.SUCCEEDED
+            and (step.get("data") or {}).get("kind") == "scale"
+        ]
+        if not scalings:
+            return None
+        first, last = scalings[0], scalings[-1]
+        return ScaleBack(
+            remediation_id=remediation.id,
+            problem_id=remediation.problem_id,
+            service=remediation.service,
+            state=ScaleBackState.WAITING,
+            due=None,
+            namespace=last["namespace"],
+            deployment=last["deployment"],
+            original=first["before"],
+            scaled_to=last["target"],
+        )
+
+    async def scale_back(self, scale_back: ScaleBack) -> None:
+        """Return the Deployment to its replicas from before, unless someone else scaled it
+        meanwhile; journaled as a step of the remediation, done whatever its result."""
+        remediation_id = scale_back.remediation_id
+        position = await self._store.next_position(remediation_id)
+        await self._store.start_step(remediation_id, position, "scale-back", scale_back.original)
+        target = {"namespace": scale_back.namespace, "deployment": scale_back.deployment}
+        try:
+            _, current = await self._actions.kubernetes.read_replicas(
+                scale_back.namespace, (scale_back.deployment,)
+            )
+            if current != scale_back.scaled_to:
+                result, detail = (
+                    StepResult.FAILED,
+                    f"skipped: {scale_back.deployment} has {current} replicas, not the"
+                    f" {scale_back.scaled_to} this remediation set; someone else scaled it",
+                )
+            else:
+                outcome = await self._actions.scale_to(target, scale_back.original)
+                result, detail = StepResult.SUCCEEDED, outcome.detail
+        except ActionError as e:
+            result, detail = StepResult.FAILED, str(e)
+        await self._store.finish_step(
+            remediation_id, position, result=result, detail=detail, data={}
+        )
+        await self._store.save_scale_back(_with_state(scale_back, ScaleBackState.DONE))
+        logger.info(
+            "remediation.scaled_back",
+            extra={"remediation": remediation_id, "result": result.value, "detail": detail},
+        )
+
+
+def _with_state(scale_back: ScaleBack, state: ScaleBackState) -> ScaleBack:
+    return dataclasses.replace(scale_back, state=state)
+
+
+async def _outcome(
+    action: Coroutine[Any, Any, ActionOutcome],
+) -> tuple[StepResult, str, dict[str, Any]]:
+    """(result, detail, data) of an action, as a step records it; an ActionError is a failed
+    step, never a crash of the remediation."""
+    try:
+        outcome = await action
+    except ActionError as e:
+        return StepResult.FAILED, str(e), {"error": type(e).__name__}
+    return StepResult.SUCCEEDED, outcome.detail, outcome.data

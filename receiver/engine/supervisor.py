@@ -1,0 +1,222 @@
+"""Who runs what: one task per unfinished remediation, serialized per service, fed from the
+journal's events; scale-backs; leadership.
+
+The HTTP layer only records. The supervisor subscribes to the journal and learns from it
+that a remediation was created (run it), a problem was resolved (tell its remediation and
+its pending scale-back) or a cancel was requested (tell the remediation). Each running
+remediation is one `Running` object: its task and its inbox.
+
+Remediations of one service run one after the other in the order they were created (an
+asyncio.Lock wakes its waiters first come, first served); different services run
+concurrently. Only the holder of the leadership acts; for one process with SQLite the
+leadership is trivially its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+
+from receiver import clock as clocks
+from receiver.actions.runner import Actions
+from receiver.configtree import ConfigTree
+from receiver.engine import leadership
+from receiver.engine.driver import Driver, Inbox
+from receiver.engine.effects import Effects, SliProviders
+from receiver.journal import (
+    CancelRequested,
+    JournalEvent,
+    ProblemResolved,
+    RemediationCreated,
+    RemediationStore,
+)
+from receiver.metrics import Metrics
+from receiver.models import ProblemState, ServiceRef
+from receiver.remediation.model import Cancelled, Remediation, Resolved, ScaleBack, ScaleBackState
+from receiver.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(slots=True)
+class Running:
+    """One remediation the engine runs: its task, and the inbox its driver reads."""
+
+    remediation_id: int
+    problem_id: int
+    service: ServiceRef
+    inbox: Inbox
+    task: asyncio.Task[None] | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class PendingScaleBack:
+    problem_id: int
+    resolved: asyncio.Event  # its source resolved the problem
+    task: asyncio.Task[None] | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        store: RemediationStore,
+        actions: Actions,
+        tree: ConfigTree,
+        settings: Settings,
+        sli_providers: SliProviders,
+        metrics: Metrics,
+        clock: clocks.Clock,
+        leader: leadership.Leadership | None = None,
+    ) -> None:
+        self._store = store
+        self._tree = tree
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        self._leadership = leader or leadership.Solo()
+        self._effects = Effects(
+            store=store,
+            actions=actions,
+            tree=tree,
+            settings=settings,
+            sli_providers=sli_providers,
+            metrics=metrics,
+            now=clock.now,
+        )
+        self._driver = Driver(
+            store=store,
+            effects=self._effects,
+            settings=settings,
+            metrics=metrics,
+            clock=clock,
+            scale_back_planned=self._spawn_scale_back,
+        )
+        self._running: dict[int, Running] = {}
+        self._turns: dict[ServiceRef, asyncio.Lock] = {}
+        self._scale_backs: dict[int, PendingScaleBack] = {}  # by remediation id
+        self._feed: asyncio.Queue[JournalEvent] | None = None
+        self._router: asyncio.Task[None] | None = None
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe first (nothing committed from now on is missed), then resume every
+        unfinished remediation, oldest first, and every scale-back still to come."""
+        self._feed = self._store.subscribe()
+        await self._leadership.acquire()
+        for scale_back in await self._store.scale_backs():
+            self._spawn_scale_back(scale_back)
+        for remediation in await self._store.unfinished():
+            self._spawn(remediation.id, remediation.problem_id, remediation.service)
+            logger.info(
+                "remediation.resumed",
+                extra={
+                    "remediation": remediation.id,
+                    "phase": remediation.progress.phase.value,
+                    "step": remediation.progress.position,
+                },
+            )
+        self._router = asyncio.create_task(self._route(self._feed), name="engine-router")
+
+    async def stop(self) -> None:
+        tasks = [
+            *(r.task for r in self._running.values() if r.task is not None),
+            *(s.task for s in self._scale_backs.values() if s.task is not None),
+            *([self._router] if self._router is not None else []),
+        ]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._running.clear()
+        self._scale_backs.clear()
+        await self._leadership.release()
+
+    # -- what the journal tells it -----------------------------------------------------------
+
+    async def _route(self, feed: asyncio.Queue[JournalEvent]) -> None:
+        while True:
+            match await feed.get():
+                case RemediationCreated(remediation_id, problem_id, service):
+                    self._spawn(remediation_id, problem_id, service)
+                case ProblemResolved(problem_id=problem_id):
+                    for running in self._running.values():
+                        if running.problem_id == problem_id:
+                            has_slo = self._effects.has_slo(running.service)
+                            running.inbox.put_nowait(Resolved(has_slo=has_slo))
+                    for pending in self._scale_backs.values():
+                        if pending.problem_id == problem_id:
+                            pending.resolved.set()
+                case CancelRequested(remediation_id=remediation_id):
+                    if remediation_id in self._running:
+                        self._running[remediation_id].inbox.put_nowait(Cancelled())
+
+    # -- one remediation ---------------------------------------------------------------------
+
+    def _spawn(self, remediation_id: int, problem_id: int, service: ServiceRef) -> None:
+        if remediation_id in self._running:
+            return
+        running = Running(remediation_id, problem_id, service, asyncio.Queue())
+        self._running[remediation_id] = running
+        running.task = asyncio.create_task(self._run(running), name=f"remediation-{remediation_id}")
+        self._metrics.remediations_in_progress.set(len(self._running))
+
+    async def _run(self, running: Running) -> None:
+        try:
+            async with self._turns.setdefault(running.service, asyncio.Lock()):
+                # Reloaded when its turn came: it may have ended or been cancelled meanwhile.
+                current = await self._store.load(running.remediation_id)
+                if current is None or current.progress.finished:
+                    return
+                await self._stops_found_in_the_journal(current, running.inbox)
+                await self._driver.run(current, running.inbox)
+        finally:
+            self._running.pop(running.remediation_id, None)
+            self._metrics.remediations_in_progress.set(len(self._running))
+
+    async def _stops_found_in_the_journal(self, remediation: Remediation, inbox: Inbox) -> None:
+        """A cancel or a resolve committed while nobody could act on it (the receiver was
+        down, or it came before this process subscribed) is in the journal: deliver it."""
+        if remediation.cancel_requested:
+            inbox.put_nowait(Cancelled())
+        if await self._store.problem_state(remediation.problem_id) is ProblemState.RESOLVED:
+            inbox.put_nowait(Resolved(has_slo=self._effects.has_slo(remediation.service)))
+
+    # -- scale-backs -------------------------------------------------------------------------
+
+    def _spawn_scale_back(self, scale_back: ScaleBack) -> None:
+        if scale_back.remediation_id in self._scale_backs:
+            return
+        pending = PendingScaleBack(scale_back.problem_id, asyncio.Event())
+        self._scale_backs[scale_back.remediation_id] = pending
+        pending.task = asyncio.create_task(
+            self._scale_back(scale_back, pending.resolved),
+            name=f"scale-back-{scale_back.remediation_id}",
+        )
+
+    async def _scale_back(self, scale_back: ScaleBack, resolved: asyncio.Event) -> None:
+        try:
+            if scale_back.state is ScaleBackState.WAITING:
+                state = await self._store.problem_state(scale_back.problem_id)
+                if state is not ProblemState.RESOLVED:
+                    await resolved.wait()
+                scale_back = dataclasses.replace(
+                    scale_back,
+                    state=ScaleBackState.DUE,
+                    due=self._clock.now() + self._settings.scaling_scale_back_after,
+                )
+                await self._store.save_scale_back(scale_back)
+            assert scale_back.due is not None
+            await self._clock.sleep(scale_back.due - self._clock.now())
+            async with self._turns.setdefault(scale_back.service, asyncio.Lock()):
+                await self._effects.scale_back(scale_back)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception(
+                "remediation.scale_back_crashed",
+                extra={"remediation": scale_back.remediation_id},
+            )
+        finally:
+            self._scale_backs.pop(scale_back.remediation_id, None)

@@ -1,0 +1,221 @@
+"""The durable journal, behind one interface: webhook intake, the remediations' progress, the
+evaluation history and the reads the API serves.
+
+    Intake            record a delivery and what it does to problems (2xx only once committed)
+    RemediationStore  what the engine loads, saves before every effect, and is told of
+    Reads             what the API and the CLI show
+
+`open_journal(url)` picks the backend: a path is SQLite (sqlite.py, the default; one writer
+process). No caller above this package sees a database driver or a row: errors are
+JournalError, results are values from receiver.models and receiver.remediation.model.
+
+The engine is fed from the journal, not from the HTTP handler: after a commit, the journal
+publishes what it changed (`JournalEvent`) to its subscribers, so that the process that acts
+learns of new, resolved and cancelled remediations wherever they were recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from receiver.models import Notification, ProblemKey, ProblemState, Recorded, ServiceRef, Source
+from receiver.remediation.model import (
+    Decision,
+    Judgement,
+    Progress,
+    Remediation,
+    ScaleBack,
+    StepResult,
+)
+
+# -- what the journal tells its subscribers ----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RemediationCreated:
+    remediation_id: int
+    problem_id: int
+    service: ServiceRef
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProblemResolved:
+    problem_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CancelRequested:
+    remediation_id: int
+
+
+JournalEvent = RemediationCreated | ProblemResolved | CancelRequested
+
+
+class Intake(Protocol):
+    async def record(
+        self,
+        delivery: bytes,
+        notifications: Sequence[Notification],
+        *,
+        decisions: Sequence[Decision],
+        source: Source,
+    ) -> tuple[Recorded, ...]:
+        """Commit one delivery and what each notification does; returns once durable."""
+        ...
+
+    async def probe(self) -> None:
+        """Raise JournalError unless a write can be committed now (for readiness)."""
+        ...
+
+
+class RemediationStore(Protocol):
+    def subscribe(self) -> asyncio.Queue[JournalEvent]:
+        """Every JournalEvent committed from now on, in commit order."""
+        ...
+
+    async def unfinished(self) -> list[Remediation]: ...
+
+    async def load(self, remediation_id: int) -> Remediation | None: ...
+
+    async def save(
+        self,
+        remediation_id: int,
+        progress: Progress,
+        judgement: Judgement | None = None,
+        *,
+        scale_back: ScaleBack | None = None,
+    ) -> None:
+        """Commit `progress` — with a verdict on one step, a scale-back planned when it
+        healed — in one transaction, before the next effect runs."""
+        ...
+
+    async def problem_state(self, problem_id: int) -> ProblemState: ...
+
+    async def last_ended(self, service: ServiceRef) -> float | None:
+        """When the service's newest finished remediation ended (for the cooldown)."""
+        ...
+
+    async def next_position(self, remediation_id: int) -> int: ...
+
+    async def start_step(self, remediation_id: int, position: int, action: str, value: Any) -> None:
+        """Journal that a step is about to run (a no-op if it already was)."""
+        ...
+
+    async def save_checkpoint(
+        self, remediation_id: int, position: int, checkpoint: dict[str, Any]
+    ) -> None: ...
+
+    async def finish_step(
+        self,
+        remediation_id: int,
+        position: int,
+        *,
+        result: StepResult,
+        detail: str,
+        data: dict[str, Any],
+    ) -> None: ...
+
+    async def request_cancel(self, remediation_id: int) -> Remediation | None:
+        """Mark a remediation for cancelling; it as it was (None: there is no such one)."""
+        ...
+
+    async def scale_backs(self) -> list[ScaleBack]:
+        """Every scale-back still to come."""
+        ...
+
+    async def save_scale_back(self, scale_back: ScaleBack) -> None: ...
+
+    async def record_evaluation(
+        self,
+        ref: ServiceRef,
+        *,
+        window_start: float,
+        window_end: float,
+        result: str,
+        score: float,
+        values: dict[str, float | None],
+        detail: dict[str, Any],
+        remediation_id: int | None = None,
+        step: int | None = None,
+    ) -> int: ...
+
+    async def previous_evaluations(
+        self, ref: ServiceRef, *, results: Sequence[str], limit: int
+    ) -> list[tuple[str, dict[str, float | None]]]:
+        """(result, values) of the newest `limit` evaluations whose result is in `results`."""
+        ...
+
+    async def timeline(self, remediation_id: int) -> dict[str, Any] | None: ...
+
+
+class Reads(Protocol):
+    async def problems(
+        self,
+        *,
+        project: str | None = None,
+        stage: str | None = None,
+        service: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]: ...
+
+    async def problem(self, key: ProblemKey) -> dict[str, Any] | None: ...
+
+    async def notifications(
+        self, *, outcome: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]: ...
+
+    async def remediations(
+        self, *, limit: int = 100, **filters: str | None
+    ) -> list[dict[str, Any]]: ...
+
+    async def timeline(self, remediation_id: int) -> dict[str, Any] | None: ...
+
+
+class Journal(Intake, RemediationStore, Reads, Protocol):
+    """Everything the receiver keeps, with its life cycle and the numbers it is watched by."""
+
+    commit_seconds: Callable[[float], None]
+
+    @property
+    def open_problems(self) -> int: ...
+
+    @property
+    def pending(self) -> int: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def open_journal(
+    url: str,
+    *,
+    synchronous: str = "full",
+    max_pending: int = 1000,
+    busy_timeout: float = 5.0,
+    clock: Callable[[], float],
+) -> Journal:
+    """The journal at `url` (not opened yet): a file path is SQLite."""
+    from receiver.journal import sqlite  # the backend imports this module's interface
+
+    return sqlite.SQLiteJournal(
+        url,
+        synchronous=synchronous,
+        max_pending=max_pending,
+        busy_timeout=busy_timeout,
+        clock=clock,
+    )
+
+
+def read_history(
+    url: str, ref: ServiceRef, *, results: Sequence[str], limit: int
+) -> list[tuple[str, dict[str, float | None]]]:
+    """Evaluation history for tools beside the service, read-only; JournalUnavailable when
+    there is no journal (or none with evaluations) at `url`."""
+    from receiver.journal import sqlite
+
+    return sqlite.read_history(url, ref, results=results, limit=limit)

@@ -1,0 +1,1 @@
+"""A remediation's values and its state machine: pure, no I/O (see model.py, machine.py)."""

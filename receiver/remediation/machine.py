@@ -1,0 +1,203 @@
+"""The remediation state machine: one pure function from (progress, event) to what follows.
+
+    queued ─Dequeued→ [cooldown ─Elapsed→] action[p]
+    action[p] ─Acted(ok)→ wait ─Elapsed→ evaluate ─Judged(healed)→ healed
+    action[p] ─Acted(failed)→ action[p+1]      evaluate ─Judged(not healed)→ action[p+1]
+    action[p], the plan says escalate or has no action p → escalate ─Escalated→ escalated
+    Resolved / Cancelled, at the safe point where they find it → resolved / cancelled
+
+The driver (receiver/engine/driver.py) performs each effect, feeds the event it produced
+back in, and saves the progress before performing the next effect; a pair of phase and
+event not in the table raises `UnexpectedEvent`, which the driver escalates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from receiver.models import RemediationState
+from receiver.remediation.model import (
+    ESCALATE,
+    Act,
+    Acted,
+    Cancelled,
+    Dequeue,
+    Dequeued,
+    Effect,
+    Elapsed,
+    Escalate,
+    Escalated,
+    Evaluate,
+    Event,
+    Finish,
+    Judged,
+    Judgement,
+    Phase,
+    Plan,
+    Progress,
+    Resolved,
+    Sleep,
+    Verdict,
+)
+
+
+class UnexpectedEvent(Exception):  # named for what happened, like KeyError
+    """An event the phase has no transition for: a bug, escalated rather than left hanging."""
+
+    def __init__(self, phase: Phase, event: Event) -> None:
+        super().__init__(f"no transition from phase {phase.value!r} on {event!r}")
+        self.phase = phase
+        self.event = event
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Transition:
+    progress: Progress
+    effect: Effect
+    judgement: Judgement | None = None  # a verdict to save with the progress
+
+
+def resume(plan: Plan, progress: Progress) -> Effect:
+    """The effect a remediation at `progress` performs next (at start or after a restart)."""
+    match progress.phase:
+        case Phase.QUEUED:
+            return Dequeue()
+        case Phase.COOLDOWN | Phase.WAIT:
+            assert progress.until is not None
+            return Sleep(progress.until)
+        case Phase.ACTION:
+            return _next_action(plan, progress.position)
+        case Phase.EVALUATE:
+            return Evaluate(progress.position)
+        case Phase.DONE:
+            return Finish()
+
+
+def transition(
+    plan: Plan, progress: Progress, event: Event, *, now: float, wait: float
+) -> Transition:
+    """What `event` makes of `progress`; `wait` is the wait after an action (the plan's own,
+    else the receiver's)."""
+    position = progress.position
+    match progress.phase, event:
+        case _, Escalated(why=why, delivered=delivered, detail=detail):
+            outcome = "escalation delivered" if delivered else f"escalation failed: {detail}"
+            return _finish(
+                progress,
+                RemediationState.ESCALATED,
+                f"{why}; {outcome}",
+                Judgement(position, Verdict.ESCALATED),
+            )
+
+        case Phase.QUEUED | Phase.COOLDOWN, Cancelled():
+            return _finish(progress, RemediationState.CANCELLED, "cancelled before it began")
+        case Phase.QUEUED | Phase.COOLDOWN, Resolved():
+            return _finish(
+                progress,
+                RemediationState.RESOLVED,
+                "resolved by its source before the remediation began",
+            )
+        case Phase.QUEUED, Dequeued(cooldown_until=until) if until is not None and until > now:
+            cooling = dataclasses.replace(progress, phase=Phase.COOLDOWN, until=until)
+            return Transition(cooling, Sleep(until))
+        case (Phase.QUEUED, Dequeued()) | (Phase.COOLDOWN, Elapsed()):
+            return _at_action(plan, progress, 0, state=RemediationState.RUNNING)
+
+        case Phase.ACTION, Cancelled():
+            return _finish(
+                progress, RemediationState.CANCELLED, f"cancelled by hand {_after(position)}"
+            )
+        case Phase.ACTION, Resolved():
+            return _finish(
+                progress, RemediationState.RESOLVED, f"resolved by its source {_after(position)}"
+            )
+        case Phase.ACTION, Acted(succeeded=False):
+            return _at_action(plan, progress, position + 1, Judgement(position, Verdict.NEXT))
+        case Phase.ACTION, Acted(succeeded=True):
+            waiting = dataclasses.replace(progress, phase=Phase.WAIT, until=now + wait)
+            return Transition(waiting, Sleep(now + wait))
+
+        case Phase.WAIT | Phase.EVALUATE, Cancelled():
+            return _finish(
+                progress, RemediationState.CANCELLED, f"cancelled by hand {_after(position + 1)}"
+            )
+        case Phase.WAIT | Phase.EVALUATE, Resolved(has_slo=False):
+            # Without an SLO, the source resolving the problem after an action is the verdict.
+            return _finish(
+                progress,
+                RemediationState.HEALED,
+                f"no slo.yaml; the source resolved the problem {_after(position + 1)}",
+                Judgement(position, Verdict.HEALED),
+            )
+        case Phase.WAIT | Phase.EVALUATE, Resolved(has_slo=True):
+            return _finish(
+                progress,
+                RemediationState.RESOLVED,
+                f"resolved by its source {_after(position + 1)}",
+                Judgement(position, Verdict.RESOLVED),
+            )
+        case Phase.WAIT, Elapsed():
+            evaluating = dataclasses.replace(progress, phase=Phase.EVALUATE, until=None)
+            return Transition(evaluating, Evaluate(position))
+
+        case Phase.EVALUATE, Judged(healed=True, why=why):
+            return _finish(
+                progress,
+                RemediationState.HEALED,
+                f"{plan.actions[position].action} (step {position + 1}) healed it: {why}",
+                Judgement(position, Verdict.HEALED),
+            )
+        case Phase.EVALUATE, Judged(healed=False):
+            return _at_action(plan, progress, position + 1, Judgement(position, Verdict.NEXT))
+
+    raise UnexpectedEvent(progress.phase, event)
+
+
+def give_up(progress: Progress, position: int, error: Exception) -> Transition:
+    """The engine failed (a bug, a plan it cannot read): escalate as the step at `position`."""
+    why = f"the receiver failed ({type(error).__name__}: {error})"
+    escalating = dataclasses.replace(progress, phase=Phase.ACTION, position=position, until=None)
+    return Transition(escalating, Escalate(position, why))
+
+
+def _at_action(
+    plan: Plan,
+    progress: Progress,
+    position: int,
+    judgement: Judgement | None = None,
+    *,
+    state: RemediationState | None = None,
+) -> Transition:
+    acting = dataclasses.replace(
+        progress,
+        state=state or progress.state,
+        phase=Phase.ACTION,
+        position=position,
+        until=None,
+    )
+    return Transition(acting, _next_action(plan, position), judgement)
+
+
+def _next_action(plan: Plan, position: int) -> Act | Escalate:
+    if position >= len(plan.actions):
+        return Escalate(position, "no action healed it")
+    action = plan.actions[position].action
+    if action == ESCALATE:
+        return Escalate(position, "the rule escalates here", action)
+    return Act(position)
+
+
+def _finish(
+    progress: Progress,
+    state: RemediationState,
+    reason: str,
+    judgement: Judgement | None = None,
+) -> Transition:
+    done = dataclasses.replace(progress, state=state, phase=Phase.DONE, until=None, reason=reason)
+    return Transition(done, Finish(), judgement)
+
+
+def _after(actions: int) -> str:
+    return (
+        f"after {actions} action{'s' if actions != 1 else ''}" if actions else "before any action"
+    )
