@@ -59,9 +59,11 @@ class PermanentActionError(ActionError):
 
 
 class TemporaryActionError(ActionError):
-    """Worth another try after `delay` seconds: a 5xx, a timeout, a conflicting write."""
+    """Worth another try: a 5xx, a timeout, a conflicting write. `delay`: after exactly that
+    many seconds (0 for a conflict to re-read at once, a server's Retry-After); None: after
+    the exponential backoff."""
 
-    def __init__(self, message: str, *, delay: float = 1.0) -> None:
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
         super().__init__(message)
         self.delay = delay
 

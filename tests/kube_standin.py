@@ -1,30 +1,47 @@
 """A stand-in for the Kubernetes API server: Deployments and their `scale` subresource, with
-real state, over real HTTP, for kubernetes-asyncio exactly as production calls it.
+real state, over real HTTP, for kubernetes-asyncio exactly as production calls it. It refuses
+what a real API server refuses, so an adapter that drifts fails here before a cluster.
 
-API behaviours reproduced (the contract our Kubernetes adapter relies on):
+API behaviours reproduced (the contract our Kubernetes adapter relies on), after the API
+reference (kubernetes.io/docs/reference/kubernetes-api/, "API Concepts": patch types, and
+"Using RBAC Authorization"):
 - Bearer-token authentication: a missing or wrong token → 401 `Status` (reason Unauthorized).
-- `GET /apis/apps/v1/namespaces/{ns}/deployments/{name}` → an `apps/v1` `Deployment`.
-- `PATCH` of the same path (strategic-merge or merge patch: a deep merge of the body) →
-  the updated Deployment; `metadata.resourceVersion` goes up by one on every write and
-  `metadata.generation` when the spec changes.
-- `GET …/deployments/{name}/scale` → an `autoscaling/v1` `Scale` (spec.replicas,
-  status.replicas, status.selector, the Deployment's resourceVersion).
-- `PATCH …/scale` (merge of `spec.replicas`) and `PUT …/scale` (a whole `Scale`). A body that
-  carries `metadata.resourceVersion` other than the current one → 409 `Status` (reason
-  Conflict, the API server's "the object has been modified" message); `PUT` requires it.
+- RBAC, enforced by default: the Roles of `manifests/base/generated/rbac.yaml` (what
+  `receiver manifests` renders for the example configuration) say which verbs on which
+  resources (`deployments`, `deployments/scale`), in which namespaces and, where a rule has
+  `resourceNames`, on which Deployments; anything else → 403 `Status` (reason Forbidden) with
+  the API server's message naming user, verb, resource, group and namespace. A test opts
+  out with `Cluster(roles=None)` or gives its own; `forbid(verb, resource, namespace)` takes
+  a permission away.
+- `GET /apis/apps/v1/namespaces/{ns}/deployments/{name}` → an `apps/v1` `Deployment`;
+  `GET …/scale` → an `autoscaling/v1` `Scale` (spec.replicas, status.replicas,
+  status.selector, the Deployment's resourceVersion).
+- `PATCH` of either, by its `Content-Type`, each with its own semantics:
+  `application/merge-patch+json` (RFC 7386: objects merge, lists are replaced, null
+  deletes), `application/strategic-merge-patch+json` (lists with a patch merge key —
+  `containers`, `volumes`, `env`, … by `name` — merge entry by entry), and
+  `application/json-patch+json` (RFC 6902: a list of add/remove/replace/test operations; a
+  failed `test` or a bad path → 422). Any other type → 415 (reason UnsupportedMediaType);
+  a body that is not JSON → 400 (reason BadRequest). `PUT …/scale` takes a whole `Scale`
+  as `application/json` and requires `metadata.resourceVersion`.
+- A body that carries `metadata.resourceVersion` other than the current one → 409 `Status`
+  (reason Conflict, the API server's "the object has been modified" message).
+  `metadata.resourceVersion` goes up by one on every write and `metadata.generation` when
+  the spec changes. A negative `spec.replicas` → 422 (reason Invalid).
 - A missing Deployment → 404 `Status` (reason NotFound, `deployments.apps "x" not found`).
-- RBAC: `forbid(verb, resource, namespace)` makes matching requests 403 `Status` (reason
-  Forbidden) with the API server's message naming user, verb, resource, group and namespace.
-- Faults a test injects: `fail(method, suffix, status, times)` answers `status` (e.g. 500)
-  that many times; `conflicts` bumps the resourceVersion behind the client's back after each
-  `GET …/scale` that many times (another writer); `delay` seconds before every answer.
+- Faults a test injects: `fail(method, suffix, status, times)` answers `status` that many
+  times with the reason the API server gives it (429 TooManyRequests with `Retry-After`
+  and `details.retryAfterSeconds`, 500 InternalError, 503 ServiceUnavailable, 504 Timeout);
+  `conflicts` bumps the resourceVersion behind the client's back after each `GET …/scale`
+  that many times (another writer); `delay` seconds before every answer.
 - Run alone (`python -m tests.kube_standin PORT ns/name=replicas ...`) for the e2e tests and
   the demo; `GET /_standin/state`, `POST /_standin/deployments` and `POST /_standin/reset`
   control it (outside the API's paths, without authentication).
 - `first_call[(method, path)]`: when (time.monotonic) such a request first arrived.
-- `write_delay` seconds before a write is applied (the handler is not cancelled when the
-  client goes away, as aiohttp's default is). Every request is kept in `calls` and every
-  applied write in `writes`, as (method, path, JSON body or None), for counting.
+- `write_delay` seconds before a write is applied; a write once begun is applied even if
+  its client goes away meanwhile (an orphaned write, as a crashed receiver leaves one). Every request is kept in `calls` (with its
+  content type in `content_types`) and every applied write in `writes`, as (method, path,
+  JSON body or None), for counting.
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import json
 import re
 import time
 from pathlib import Path
@@ -42,15 +60,54 @@ from aiohttp import web
 
 TOKEN = "standin-token"
 USER = "system:serviceaccount:selfheal:selfheal-receiver"
+GENERATED_RBAC = Path(__file__).parent.parent / "manifests" / "base" / "generated" / "rbac.yaml"
 _PATH = re.compile(
     r"^/apis/apps/v1/namespaces/(?P<ns>[^/]+)/deployments/(?P<name>[^/]+)(?P<scale>/scale)?$"
 )
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+# Lists of a Deployment that a strategic-merge patch merges entry by entry, by this key
+# (the patchMergeKey of the API's OpenAPI schema); every other list is replaced.
+_MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "volumes": "name",
+    "env": "name",
+    "volumeMounts": "mountPath",
+    "ports": "containerPort",
+    "imagePullSecrets": "name",
+}
+_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+def generated_roles() -> list[dict[str, Any]]:
+    """The Roles `receiver manifests` renders for the example configuration."""
+    return [
+        document
+        for document in yaml.safe_load_all(GENERATED_RBAC.read_text())
+        if document and document.get("kind") == "Role"
+    ]
 
 
 @dataclasses.dataclass
 class Cluster:
     deployments: dict[tuple[str, str], dict[str, Any]] = dataclasses.field(default_factory=dict)
     calls: list[tuple[str, str, Any]] = dataclasses.field(default_factory=list)
+    content_types: list[str] = dataclasses.field(default_factory=list)
+    roles: list[dict[str, Any]] | None = dataclasses.field(default_factory=generated_roles)
     forbidden: set[tuple[str, str, str]] = dataclasses.field(default_factory=set)
     faults: list[tuple[str, str, int]] = dataclasses.field(default_factory=list)
     conflicts: int = 0
@@ -97,12 +154,29 @@ class Cluster:
     def count(self, method: str, suffix: str = "") -> int:
         return sum(1 for m, path, _ in self.calls if m == method and path.endswith(suffix))
 
+    def allows(self, verb: str, resource: str, namespace: str, name: str) -> bool:
+        if (verb, resource, namespace) in self.forbidden:
+            return False
+        if self.roles is None:
+            return True
+        return any(
+            role["metadata"]["namespace"] == namespace
+            and "apps" in rule.get("apiGroups", [])
+            and resource in rule.get("resources", [])
+            and verb in rule.get("verbs", [])
+            and name in rule.get("resourceNames", [name])
+            for role in self.roles
+            for rule in role.get("rules", [])
+        )
+
     def _bump(self, deployment: dict[str, Any]) -> None:
         self._version += 1
         deployment["metadata"]["resourceVersion"] = str(self._version)
 
 
-def _status(code: int, reason: str, message: str, **details: Any) -> web.Response:
+def _status(
+    code: int, message: str, *, headers: dict[str, str] | None = None, **details: Any
+) -> web.Response:
     return web.json_response(
         {
             "kind": "Status",
@@ -110,11 +184,12 @@ def _status(code: int, reason: str, message: str, **details: Any) -> web.Respons
             "metadata": {},
             "status": "Failure",
             "message": message,
-            "reason": reason,
+            "reason": _REASONS.get(code, "Unknown"),
             "details": details,
             "code": code,
         },
         status=code,
+        headers=headers,
     )
 
 
@@ -131,17 +206,118 @@ def _scale(deployment: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        elif value is None:
-            target.pop(key, None)
-        else:
-            target[key] = copy.deepcopy(value)
+class PatchError(Exception):
+    """A patch that cannot be applied: the API server answers 422."""
 
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON Merge Patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def strategic_merge_patch(target: Any, patch: Any, field: str | None = None) -> Any:
+    """Kubernetes' strategic merge patch for the lists a Deployment has (see _MERGE_KEYS)."""
+    if isinstance(patch, dict):
+        result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        for key, value in patch.items():
+            if value is None:
+                result.pop(key, None)
+            else:
+                result[key] = strategic_merge_patch(result.get(key), value, key)
+        return result
+    key = _MERGE_KEYS.get(field or "")
+    if isinstance(patch, list) and key is not None and isinstance(target, list):
+        merged = copy.deepcopy(target)
+        for entry in patch:
+            if not isinstance(entry, dict) or key not in entry:
+                raise PatchError(f"{field}: every entry needs its merge key {key!r}")
+            index = next((i for i, e in enumerate(merged) if e.get(key) == entry[key]), None)
+            if index is None:
+                merged.append(copy.deepcopy(entry))
+            else:
+                merged[index] = strategic_merge_patch(merged[index], entry)
+        return merged
+    return copy.deepcopy(patch)
+
+
+def json_patch(target: Any, operations: Any) -> Any:
+    """RFC 6902 JSON Patch: add, remove, replace and test."""
+    if not isinstance(operations, list):
+        raise PatchError("a JSON patch is a list of operations")
+    document = copy.deepcopy(target)
+    for operation in operations:
+        if not isinstance(operation, dict) or "path" not in operation:
+            raise PatchError(f"not an operation: {operation!r}")
+        op, path = operation.get("op"), operation["path"]
+        tokens = [t.replace("~1", "/").replace("~0", "~") for t in path.split("/")[1:]]
+        if not tokens:
+            raise PatchError(f"cannot {op} the whole document")
+        parent = document
+        for token in tokens[:-1]:
+            parent = _child(parent, token, path)
+        last = tokens[-1]
+        if op == "test":
+            if _child(parent, last, path) != operation.get("value"):
+                raise PatchError(f"testing value {path} failed")
+        elif op in ("add", "replace"):
+            if op == "replace":
+                _child(parent, last, path)
+            if isinstance(parent, list):
+                index = len(parent) if last == "-" else int(last)
+                if op == "add":
+                    parent.insert(index, copy.deepcopy(operation.get("value")))
+                else:
+                    parent[index] = copy.deepcopy(operation.get("value"))
+            else:
+                parent[last] = copy.deepcopy(operation.get("value"))
+        elif op == "remove":
+            _child(parent, last, path)
+            if isinstance(parent, list):
+                del parent[int(last)]
+            else:
+                del parent[last]
+        else:
+            raise PatchError(f"unsupported operation {op!r}")
+    return document
+
+
+def _child(node: Any, token: str, path: str) -> Any:
+    try:
+        if isinstance(node, list):
+            return node[int(token)]
+        if isinstance(node, dict):
+            return node[token]
+    except (KeyError, IndexError, ValueError):
+        pass
+    raise PatchError(f"no path {path}")
+
+
+_PATCHES = {
+    MERGE_PATCH: merge_patch,
+    STRATEGIC_MERGE_PATCH: strategic_merge_patch,
+    JSON_PATCH: json_patch,
+}
 
 CLUSTER = web.AppKey("cluster", Cluster)
+
+
+def _conflict(name: str) -> web.Response:
+    return _status(
+        409,
+        f'Operation cannot be fulfilled on deployments.apps "{name}": the object has been'
+        " modified; please apply your changes to the latest version and try again",
+        name=name,
+        group="apps",
+        kind="deployments",
+    )
 
 
 def create_app(cluster: Cluster) -> web.Application:
@@ -149,31 +325,41 @@ def create_app(cluster: Cluster) -> web.Application:
     app[CLUSTER] = cluster
 
     async def handle(request: web.Request) -> web.Response:
-        body = await request.json() if request.can_read_body else None
+        raw = await request.read()
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
         cluster.calls.append((request.method, request.path, body))
+        cluster.content_types.append(content_type)
         cluster.first_call.setdefault((request.method, request.path), time.monotonic())
         if cluster.delay:
             await asyncio.sleep(cluster.delay)
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return _status(401, "Unauthorized", "Unauthorized")
+            return _status(401, "Unauthorized")
         match = _PATH.match(request.path)
         if match is None:
-            return _status(404, "NotFound", "the server could not find the requested resource")
+            return _status(404, "the server could not find the requested resource")
         namespace, name, is_scale = match["ns"], match["name"], bool(match["scale"])
         resource = "deployments/scale" if is_scale else "deployments"
         verb = {"GET": "get", "PATCH": "patch", "PUT": "update"}.get(request.method)
         if verb is None:
-            return _status(405, "MethodNotAllowed", f"{request.method} is not supported")
+            return _status(405, f"{request.method} is not supported")
         for index, (method, suffix, code) in enumerate(cluster.faults):
             if method == request.method and request.path.endswith(suffix):
                 del cluster.faults[index]
-                return _status(
-                    code, "InternalError", "injected fault: etcdserver: request timed out"
-                )
-        if (verb, resource, namespace) in cluster.forbidden:
+                if code == 429:
+                    return _status(
+                        429,
+                        "Too many requests, please try again later.",
+                        headers={"Retry-After": "1"},
+                        retryAfterSeconds=1,
+                    )
+                return _status(code, "injected fault: etcdserver: request timed out")
+        if not cluster.allows(verb, resource, namespace, name):
             return _status(
                 403,
-                "Forbidden",
                 f'deployments.apps "{name}" is forbidden: User "{USER}" cannot {verb}'
                 f' resource "{resource}" in API group "apps" in the namespace'
                 f' "{namespace}"',
@@ -185,7 +371,6 @@ def create_app(cluster: Cluster) -> web.Application:
         if deployment is None:
             return _status(
                 404,
-                "NotFound",
                 f'deployments.apps "{name}" not found',
                 name=name,
                 group="apps",
@@ -197,41 +382,58 @@ def create_app(cluster: Cluster) -> web.Application:
                 cluster.conflicts -= 1
                 cluster._bump(deployment)  # another writer, right after this read
             return web.json_response(answer)
-        if not isinstance(body, dict):
-            return _status(400, "BadRequest", "the body must be a JSON object")
-        wanted = (body.get("metadata") or {}).get("resourceVersion")
-        if (request.method == "PUT" and wanted is None) or (
-            wanted is not None and wanted != deployment["metadata"]["resourceVersion"]
-        ):
+        # Shielded: a write the server has begun is committed even when its client hangs up
+        # (aiohttp's test server cancels the handlers of lost clients; etcd does not).
+        return await asyncio.shield(write(request, content_type, body, deployment, is_scale))
+
+    async def write(
+        request: web.Request,
+        content_type: str,
+        body: Any,
+        deployment: dict[str, Any],
+        is_scale: bool,
+    ) -> web.Response:
+        method, name = request.method, deployment["metadata"]["name"]
+        if method == "PATCH" and content_type not in _PATCHES:
             return _status(
-                409,
-                "Conflict",
-                f'Operation cannot be fulfilled on deployments.apps "{name}": the'
-                " object has been modified; please apply your changes to the latest"
-                " version and try again",
-                name=name,
-                group="apps",
-                kind="deployments",
+                415,
+                f"the body of the request was in an unknown format - accepted media types"
+                f" include: {', '.join(_PATCHES)}",
             )
+        if method == "PUT" and content_type != "application/json":
+            return _status(415, f"unsupported media type {content_type!r}")
+        if isinstance(body, str) or body is None:
+            return _status(400, "error decoding patch: invalid character looking for value")
+        current = _scale(deployment) if is_scale else copy.deepcopy(deployment)
+        try:
+            updated = body if method == "PUT" else _PATCHES[content_type](current, body)
+        except PatchError as e:
+            return _status(422, f"the server rejected our request due to an error: {e}")
+        if not isinstance(updated, dict):
+            return _status(400, "the body must be a JSON object")
+        wanted = (updated.get("metadata") or {}).get("resourceVersion")
+        version = deployment["metadata"]["resourceVersion"]
+        if (method == "PUT" and wanted is None) or (wanted is not None and wanted != version):
+            return _conflict(name)
         if cluster.write_delay:
             await asyncio.sleep(cluster.write_delay)
             if wanted is not None and wanted != deployment["metadata"]["resourceVersion"]:
-                return _status(
-                    409,
-                    "Conflict",
-                    f"Operation cannot be fulfilled on"
-                    f' deployments.apps "{name}": the object has been modified',
-                )
-        cluster.writes.append((request.method, request.path, body))
+                return _conflict(name)
         spec_before = copy.deepcopy(deployment["spec"])
         if is_scale:
-            replicas = (body.get("spec") or {}).get("replicas")
+            replicas = (updated.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
-                return _status(422, "Invalid", "spec.replicas: Invalid value: must be >= 0")
+                return _status(422, "spec.replicas: Invalid value: must be >= 0")
+            cluster.writes.append((method, request.path, body))
             deployment["spec"]["replicas"] = deployment["status"]["replicas"] = replicas
             deployment["status"]["readyReplicas"] = replicas
         else:
-            _merge(deployment, {k: v for k, v in body.items() if k != "metadata"})
+            cluster.writes.append((method, request.path, body))
+            for key in ("spec", "metadata"):
+                if key in updated:
+                    deployment[key] = updated[key] | (
+                        {"resourceVersion": version} if key == "metadata" else {}
+                    )
         cluster._bump(deployment)
         if deployment["spec"] != spec_before:
             deployment["metadata"]["generation"] += 1

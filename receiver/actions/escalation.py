@@ -88,14 +88,15 @@ class Escalation:
             ) as response:
                 status = response.status
                 text = await response.text()
+                retry_after = response.headers.get("Retry-After")
         except TimeoutError:
             raise TemporaryActionError(f"no answer within {self._timeout:g} s") from None
         except aiohttp.ClientError as e:
             raise TemporaryActionError(f"cannot deliver: {type(e).__name__} {e}") from None
-        if status == 429 or status >= 500:
-            raise TemporaryActionError(f"answered {status}: {text[:_EXCERPT]}")
         if status >= 300:
-            raise PermanentActionError(f"answered {status}: {text[:_EXCERPT]}")
+            raise retries.for_status(
+                status, f"answered {status}: {text[:_EXCERPT]}", retry_after=retry_after
+            )
 
 
 def slack_text(document: dict[str, Any]) -> str:

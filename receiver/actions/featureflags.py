@@ -124,6 +124,7 @@ class Unleash:
             ) as response:
                 text = await response.text()
                 status = response.status
+                retry_after = response.headers.get("Retry-After")
                 body = await response.json(content_type=None) if text and status < 300 else None
         except TimeoutError:
             raise TemporaryActionError(
@@ -141,8 +142,8 @@ class Unleash:
                 f"Unleash answered 404: no flag {flag!r} in project {self.project!r}"
                 f" (or no environment {self.environment!r})"
             )
-        if status >= 500 or status == 429:
-            raise TemporaryActionError(f"Unleash answered {status}: {text[:_EXCERPT]}")
         if status >= 300:
-            raise PermanentActionError(f"Unleash answered {status}: {text[:_EXCERPT]}")
+            raise retries.for_status(
+                status, f"Unleash answered {status}: {text[:_EXCERPT]}", retry_after=retry_after
+            )
         return body

@@ -29,6 +29,10 @@ from receiver.errors import ActionError, PermanentActionError, TemporaryActionEr
 T = TypeVar("T")
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+# Said, not left to the client's guess: a merge patch replaces spec.replicas with the
+# resourceVersion as precondition; the restart stamps the pod template as kubectl does.
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
 class Kubernetes:
@@ -121,8 +125,13 @@ class Kubernetes:
                     "deployments/scale",
                     namespace,
                     name,
-                    lambda: self._apps_api().patch_namespaced_deployment_scale(
-                        name, namespace, body, _request_timeout=self._timeout
+                    # The stub leaves out _content_type, which the client takes (all_params).
+                    lambda: self._apps_api().patch_namespaced_deployment_scale(  # type: ignore[call-arg]
+                        name,
+                        namespace,
+                        body,
+                        _request_timeout=self._timeout,
+                        _content_type=MERGE_PATCH,
                     ),
                 )
             return before
@@ -139,8 +148,12 @@ class Kubernetes:
                 "deployments",
                 namespace,
                 name,
-                lambda: self._apps_api().patch_namespaced_deployment(
-                    name, namespace, body, _request_timeout=self._timeout
+                lambda: self._apps_api().patch_namespaced_deployment(  # type: ignore[call-arg]
+                    name,
+                    namespace,
+                    body,
+                    _request_timeout=self._timeout,
+                    _content_type=STRATEGIC_MERGE_PATCH,
                 ),
             )
 
@@ -209,9 +222,13 @@ def _translate(e: ApiException, verb: str, resource: str, namespace: str, name: 
         return PermanentActionError(f"Kubernetes rejected the receiver's credentials: {message}")
     if e.status == 409:
         return TemporaryActionError(f"conflict on {where}: {message}", delay=0.0)
-    if e.status == 429 or (e.status or 0) >= 500:
-        return TemporaryActionError(f"Kubernetes API answered {e.status} for {where}: {message}")
-    return PermanentActionError(f"Kubernetes API answered {e.status} for {where}: {message}")
+    headers: Any = e.headers or {}  # an HTTPHeaderDict from the client
+    retry_after = headers.get("Retry-After")
+    return retries.for_status(
+        e.status or 0,
+        f"Kubernetes API answered {e.status} for {where}: {message}",
+        retry_after=retry_after,
+    )
 
 
 def _status_message(e: ApiException) -> str:

@@ -1,7 +1,9 @@
-"""Bounded retries with exponential backoff, driven by the error type (kopf's habit).
+"""Bounded retries with exponential backoff, driven by the error type (kopf's habit), and
+the one place that says which HTTP answers are worth a retry.
 
-A TemporaryActionError is retried after its own delay (at least the backoff), up to
-`attempts` tries in all; a PermanentActionError, or any other error, ends at once.
+A TemporaryActionError is retried after its own delay when it has one (0 for a conflict:
+re-read at once; the server's Retry-After), else after backoff, 2 x backoff, 4 x backoff,
+up to `attempts` tries in all; a PermanentActionError, or any other error, ends at once.
 """
 
 from __future__ import annotations
@@ -10,12 +12,29 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from receiver.errors import TemporaryActionError
+from receiver.errors import ActionError, PermanentActionError, TemporaryActionError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
+MAX_RETRY_AFTER = 30.0  # a server asking for longer is retried later by the next action
+
+
+def for_status(status: int, message: str, *, retry_after: str | None = None) -> ActionError:
+    """The error an HTTP answer of `status` (not 2xx) is: temporary for 429 and 5xx — after
+    the server's Retry-After (in seconds) when it gives one — permanent for the rest."""
+    if status == 429 or status >= 500:
+        return TemporaryActionError(message, delay=_seconds(retry_after))
+    return PermanentActionError(message)
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    try:
+        seconds = float(retry_after) if retry_after is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare from these servers; the backoff will do
+    return None if seconds is None else min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 async def retrying(
@@ -35,7 +54,7 @@ async def retrying(
                 raise TemporaryActionError(
                     f"{e} (gave up after {attempts} attempts)", delay=e.delay
                 ) from e
-            delay = max(e.delay, backoff * 2 ** (number - 1))
+            delay = e.delay if e.delay is not None else backoff * 2 ** (number - 1)
             logger.warning(
                 "action.retrying",
                 extra={

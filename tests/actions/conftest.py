@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,23 @@ from tests.conftest import make_settings
 CARTS = ServiceRef(project="sockshop", stage="production", service="carts")
 
 
-async def no_sleep(seconds: float) -> None:
-    del seconds  # retries in tests need not wait for real
+BACKOFF = 0.25  # the tests' backoff: 0.25 s, then 0.5 s, ... (production: 1 s, 2 s, ...)
+
+
+class Sleeps:
+    """The retry sleep, recorded instead of slept: which delays a retry chose, in order."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
 
 
 @pytest.fixture
@@ -47,13 +63,18 @@ MakeActions = Callable[..., Awaitable[Actions]]
 
 
 @pytest.fixture
-async def make_actions(kubeconfig: Path, tmp_path: Path) -> AsyncIterator[MakeActions]:
+async def make_actions(
+    kubeconfig: Path, tmp_path: Path, sleeps: Sleeps
+) -> AsyncIterator[MakeActions]:
     closers: list[Any] = []
 
-    async def make(**overrides: Any) -> Actions:
-        settings = make_settings(tmp_path, **{"action_backoff": 0.0} | overrides)
+    async def make(*, request_timeout: float = 5, **overrides: Any) -> Actions:
+        settings = make_settings(tmp_path, **{"action_backoff": BACKOFF} | overrides)
         kubernetes = await Kubernetes.connect(
-            request_timeout=5, attempts=settings.action_attempts, backoff=0.0, sleep=no_sleep
+            request_timeout=request_timeout,
+            attempts=settings.action_attempts,
+            backoff=settings.action_backoff,
+            sleep=sleeps,
         )
         session = aiohttp.ClientSession()
         closers.extend([kubernetes.close, session.close])
@@ -62,7 +83,7 @@ async def make_actions(kubeconfig: Path, tmp_path: Path) -> AsyncIterator[MakeAc
             session=session,
             kubernetes=kubernetes,
             configured=frozenset({CARTS}),
-            sleep=no_sleep,
+            sleep=sleeps,
         )
 
     yield make

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +14,7 @@ from receiver.errors import PermanentActionError
 from receiver.models import Escalate
 from receiver.settings import Secret
 from tests import processes
-from tests.actions.conftest import CARTS, MakeActions
+from tests.actions.conftest import BACKOFF, CARTS, MakeActions, Sleeps
 
 DOCUMENT = {
     "problem": {
@@ -33,18 +34,31 @@ DOCUMENT = {
 
 
 class Recorder:
-    """An endpoint that answers `failures` with 503 first, then 200, and keeps every body."""
+    """An endpoint that answers `failures` with `failure` (503) first, then `status` (200),
+    takes `stall` seconds to answer, and keeps every body."""
 
-    def __init__(self, *, failures: int = 0, status: int = 200) -> None:
+    def __init__(
+        self,
+        *,
+        failures: int = 0,
+        status: int = 200,
+        failure: int = 503,
+        headers: dict[str, str] | None = None,
+        stall: float = 0.0,
+    ) -> None:
         self.received: list[tuple[dict[str, Any], str | None]] = []
         self.failures = failures
         self.status = status
+        self.failure = failure
+        self.headers = headers or {}
+        self.stall = stall
 
     async def handle(self, request: web.Request) -> web.Response:
         self.received.append((await request.json(), request.headers.get("Authorization")))
+        await asyncio.sleep(self.stall)
         if self.failures:
             self.failures -= 1
-            return web.Response(status=503, text="try later")
+            return web.Response(status=self.failure, text="try later", headers=self.headers)
         return web.Response(status=self.status, text="ok")
 
 
@@ -65,7 +79,7 @@ async def servers() -> AsyncIterator[list[TestServer]]:
 
 
 async def test_the_document_reaches_the_webhook_after_failed_attempts(
-    make_actions: MakeActions, servers: list[TestServer]
+    make_actions: MakeActions, servers: list[TestServer], sleeps: Sleeps
 ) -> None:
     recorder = Recorder(failures=2)
     servers.append(await serve(recorder))
@@ -76,6 +90,7 @@ async def test_the_document_reaches_the_webhook_after_failed_attempts(
     outcome = await actions.run(Escalate(), CARTS, document=DOCUMENT)
     assert outcome.data == {"delivered": ["webhook"], "failed": {}}
     assert len(recorder.received) == 3  # 503, 503, 200
+    assert sleeps.delays == [BACKOFF, 2 * BACKOFF]
     body, authorization = recorder.received[-1]
     assert body == DOCUMENT
     assert authorization == "Bearer hook-token"
@@ -122,4 +137,30 @@ async def test_without_targets_the_step_says_what_to_set(make_actions: MakeActio
     actions = await make_actions()
     assert "escalate" in actions.cannot_run()
     with pytest.raises(PermanentActionError, match="RECEIVER_ESCALATION_WEBHOOK_URL"):
+        await actions.run(Escalate(), CARTS, document=DOCUMENT)
+
+
+async def test_a_throttled_webhook_is_retried_when_it_asks(
+    make_actions: MakeActions, servers: list[TestServer], sleeps: Sleeps
+) -> None:
+    recorder = Recorder(failures=1, failure=429, headers={"Retry-After": "3"})
+    servers.append(await serve(recorder))
+    actions = await make_actions(escalation_webhook_url=str(servers[0].make_url("/hook")))
+    outcome = await actions.run(Escalate(), CARTS, document=DOCUMENT)
+    assert outcome.data["delivered"] == ["webhook"]
+    assert sleeps.delays == [3.0]
+
+
+async def test_a_webhook_that_does_not_answer_in_time_is_retried_then_fails(
+    make_actions: MakeActions, servers: list[TestServer], sleeps: Sleeps
+) -> None:
+    recorder = Recorder(stall=1.0)
+    servers.append(await serve(recorder))
+    actions = await make_actions(
+        escalation_webhook_url=str(servers[0].make_url("/hook")),
+        action_timeout=0.2,
+        escalation_attempts=2,
+    )
+    # The request timeout and the action timeout are the same 0.2 s: either may fire first.
+    with pytest.raises(PermanentActionError, match=r"(no answer within|timed out after) 0\.2 s"):
         await actions.run(Escalate(), CARTS, document=DOCUMENT)

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestServer
 from UnleashClient import UnleashClient  # type: ignore[attr-defined]  # not re-exported
 
-from receiver.errors import PermanentActionError, TemporaryActionError
+from receiver.errors import ActionError, PermanentActionError, TemporaryActionError
 from receiver.models import Toggle
 from receiver.settings import Secret
 from tests import processes
-from tests.actions.conftest import CARTS, MakeActions
+from tests.actions.conftest import BACKOFF, CARTS, MakeActions, Sleeps
+from tests.fault_proxy import FaultProxy
 from tests.unleash_server import Unleash
 
 
@@ -113,3 +116,61 @@ async def test_without_a_url_the_action_says_what_to_set(make_actions: MakeActio
     assert "toggle-feature" in actions.cannot_run()
     with pytest.raises(PermanentActionError, match="set RECEIVER_UNLEASH_URL"):
         await actions.run(Toggle(flags=(("EnablePromotion", False),)), CARTS)
+
+
+# -- what the real Unleash will not do on demand, injected in front of it ----------------------
+
+
+@pytest.fixture
+async def proxy(unleash: Unleash) -> AsyncIterator[tuple[FaultProxy, str]]:
+    faults = FaultProxy(unleash.url)
+    server = TestServer(faults.app())
+    await server.start_server()
+    yield faults, str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+async def test_a_switch_that_did_not_hold_is_caught_by_the_read_back(
+    make_actions: MakeActions, unleash: Unleash, proxy: tuple[FaultProxy, str]
+) -> None:
+    faults, url = proxy
+    name = flag_name()
+    unleash.create_flag(name)
+    faults.swallow("POST", f"/features/{name}/environments/production/off")  # 200, not done
+    actions = await make_actions(unleash_url=url, unleash_token=Secret(unleash.admin_token))
+    with pytest.raises(PermanentActionError, match=f"flag {name} is on in production after"):
+        await actions.run(Toggle(flags=((name, False),)), CARTS)
+    assert unleash.enabled(name) is True
+
+
+async def test_unleash_errors_are_retried_with_backoff_or_as_asked(
+    make_actions: MakeActions,
+    unleash: Unleash,
+    proxy: tuple[FaultProxy, str],
+    sleeps: Sleeps,
+) -> None:
+    faults, url = proxy
+    name = flag_name()
+    unleash.create_flag(name)
+    faults.fail("POST", f"/features/{name}/environments", 503, times=2)
+    faults.fail("GET", f"/features/{name}", 429, headers={"Retry-After": "2"})
+    actions = await make_actions(unleash_url=url, unleash_token=Secret(unleash.admin_token))
+    outcome = await actions.run(Toggle(flags=((name, False),)), CARTS)
+    assert outcome.detail == f"Unleash default/production: {name} on → off"
+    assert sleeps.delays == [2.0, BACKOFF, 2 * BACKOFF]  # the read, then the switch
+    assert unleash.enabled(name) is False
+
+
+async def test_an_unleash_that_does_not_answer_in_time_fails_the_step(
+    make_actions: MakeActions, unleash: Unleash, proxy: tuple[FaultProxy, str]
+) -> None:
+    faults, url = proxy
+    name = flag_name()
+    unleash.create_flag(name)
+    faults.stall("GET", f"/features/{name}", 2.0, times=3)  # every attempt
+    actions = await make_actions(
+        unleash_url=url, unleash_token=Secret(unleash.admin_token), action_timeout=0.3
+    )
+    with pytest.raises(ActionError, match=r"(did not answer within|timed out after) 0\.3 s"):
+        await actions.run(Toggle(flags=((name, False),)), CARTS)
+    assert unleash.enabled(name) is True

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import yaml
 
+from receiver import configtree, manifests, settings
 from receiver.actions.kubernetes import RESTARTED_AT, Kubernetes
+from receiver.actions.runner import Actions
 from receiver.errors import PermanentActionError, TemporaryActionError
 from receiver.models import Restart, Scale, ServiceRef
 from receiver.settings import ServiceTarget
-from tests.actions.conftest import CARTS, MakeActions
-from tests.kube_standin import Cluster
+from tests import processes
+from tests.actions.conftest import BACKOFF, CARTS, MakeActions, Sleeps
+from tests.kube_standin import Cluster, write_kubeconfig
 
 NS = "sockshop-production"
 
@@ -28,6 +34,12 @@ async def test_scaling_adds_a_replica_and_journals_the_target_first(
 
     outcome = await actions.run(Scale(delta=1), CARTS, save=save)
     assert cluster.replicas(NS, "carts-primary") == 2
+    patches = [
+        kind
+        for (method, _, _), kind in zip(cluster.calls, cluster.content_types, strict=True)
+        if method == "PATCH"
+    ]
+    assert patches == ["application/merge-patch+json"]  # said, not left to the client's guess
     assert outcome.detail == "scaled sockshop-production/carts-primary from 1 to 2 replicas"
     assert saved == [
         {
@@ -75,20 +87,48 @@ async def test_scaling_down_stops_at_the_minimum(make_actions: MakeActions) -> N
         await (await make_actions()).run(Scale(delta=-1), CARTS)
 
 
-async def test_a_service_can_name_its_own_target_and_bounds(
-    make_actions: MakeActions, cluster: Cluster
+async def test_services_in_receiver_yaml_aim_the_action_and_the_rendered_rbac_allows_it(
+    cluster: Cluster, kubeconfig: Path, config_dir: Path
 ) -> None:
+    """`services:` decides which namespace and Deployment may be touched: read from the
+    file, used by the action, and granted by the Role `receiver manifests` renders."""
     cluster.add_deployment("shop", "cart-service", replicas=3)
-    orders = ServiceRef(project="sockshop", stage="production", service="orders")
-    actions = await make_actions(
-        services={
-            str(orders): ServiceTarget(namespace="shop", deployment="cart-service", max_replicas=4),
-        }
+    orders = config_dir / "sockshop" / "production" / "orders"
+    orders.mkdir()
+    (orders / "remediation.yaml").write_text(
+        "remediations:\n- name: default\n  actions: [{action: scaling, value: +1}]\n"
     )
-    await actions.run(Scale(delta=1), orders)
-    assert cluster.replicas("shop", "cart-service") == 4
-    with pytest.raises(PermanentActionError, match="at maximum 4 replicas"):
-        await actions.run(Scale(delta=1), orders)
+    with (config_dir / "receiver.yaml").open("a") as file:
+        file.write(
+            "\nservices:\n  sockshop/production/orders:\n    namespace: shop\n"
+            "    deployment: cart-service\n    max_replicas: 4\n"
+        )
+    config = settings.load(config_dir, environ={})
+    assert config.services["sockshop/production/orders"] == ServiceTarget(
+        namespace="shop", deployment="cart-service", max_replicas=4
+    )
+    rbac = manifests.render(config_dir, namespace="selfheal")["base/generated/rbac.yaml"]
+    cluster.roles = [d for d in yaml.safe_load_all(rbac) if d and d["kind"] == "Role"]
+    assert {role["metadata"]["namespace"] for role in cluster.roles} == {
+        "shop",
+        "sockshop-production",
+    }
+    kubernetes = await Kubernetes.connect(attempts=1, backoff=0.0)
+    async with aiohttp.ClientSession() as session:
+        actions = Actions.from_settings(
+            config,
+            session=session,
+            kubernetes=kubernetes,
+            configured=frozenset(configtree.scan(config_dir).services()),
+        )
+        try:
+            ref = ServiceRef(project="sockshop", stage="production", service="orders")
+            await actions.run(Scale(delta=1), ref)
+            assert cluster.replicas("shop", "cart-service") == 4
+            with pytest.raises(PermanentActionError, match="at maximum 4 replicas"):
+                await actions.run(Scale(delta=1), ref)
+        finally:
+            await kubernetes.close()
 
 
 async def test_a_resumed_scaling_applies_the_journaled_target_never_a_second_delta(
@@ -193,6 +233,9 @@ async def test_restart_stamps_the_pod_template_once(
     stamp = deployment["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT]
     assert stamp == saved[0]["restarted_at"]
     assert deployment["metadata"]["generation"] == 2
+    template = deployment["spec"]["template"]
+    assert template["metadata"]["labels"] == {"app": "carts-primary"}  # merged, not replaced
+    assert template["spec"]["containers"] == [{"name": "carts-primary", "image": "carts"}]
     assert "restarted sockshop-production/carts-primary" in outcome.detail
     await actions.run(Restart(), CARTS, checkpoint=saved[0])  # a resume: the same stamp
     assert deployment["metadata"]["generation"] == 2
@@ -216,3 +259,76 @@ async def test_without_kubernetes_access_the_reason_is_given(
     assert "no kubeconfig at" in kubernetes.unavailable
     with pytest.raises(PermanentActionError, match="no Kubernetes access"):
         await kubernetes.read_replicas(NS, ("carts-primary",))
+
+
+# -- retries, as the API server's answers ask for them ----------------------------------------
+
+
+async def test_a_conflict_is_reread_and_retried_at_once(
+    make_actions: MakeActions, cluster: Cluster, sleeps: Sleeps
+) -> None:
+    cluster.conflicts = 3  # after the planning read, then after each of two attempts' reads
+    await (await make_actions()).run(Scale(delta=1), CARTS)
+    assert cluster.replicas(NS, "carts-primary") == 2
+    assert cluster.count("PATCH", "/scale") == 3
+    assert sleeps.delays == [0.0, 0.0]  # no backoff: the next read has the new version
+
+
+async def test_server_errors_back_off_exponentially(
+    make_actions: MakeActions, cluster: Cluster, sleeps: Sleeps
+) -> None:
+    cluster.fail("PATCH", "/scale", 500)
+    cluster.fail("PATCH", "/scale", 503)
+    await (await make_actions()).run(Scale(delta=1), CARTS)
+    assert sleeps.delays == [BACKOFF, 2 * BACKOFF]
+    assert cluster.replicas(NS, "carts-primary") == 2
+
+
+async def test_throttling_waits_as_long_as_the_server_asks(
+    make_actions: MakeActions, cluster: Cluster, sleeps: Sleeps
+) -> None:
+    cluster.fail("PATCH", "/scale", 429)
+    await (await make_actions()).run(Scale(delta=1), CARTS)
+    assert sleeps.delays == [1.0]  # Retry-After: 1, not the backoff
+    assert cluster.replicas(NS, "carts-primary") == 2
+
+
+@pytest.mark.parametrize(("status", "words"), [(422, "answered 422"), (400, "answered 400")])
+async def test_a_refused_request_is_not_retried(
+    make_actions: MakeActions, cluster: Cluster, sleeps: Sleeps, status: int, words: str
+) -> None:
+    cluster.fail("PATCH", "/scale", status)
+    with pytest.raises(PermanentActionError, match=words):
+        await (await make_actions()).run(Scale(delta=1), CARTS)
+    assert (sleeps.delays, cluster.count("PATCH", "/scale")) == ([], 1)
+
+
+async def test_wrong_credentials_are_permanent(
+    make_actions: MakeActions, kubeconfig: Path, cluster: Cluster, sleeps: Sleeps
+) -> None:
+    written = yaml.safe_load(await asyncio.to_thread(kubeconfig.read_text))
+    kube_url = written["clusters"][0]["cluster"]["server"]
+    write_kubeconfig(kubeconfig, kube_url, token="stolen-token")
+    with pytest.raises(PermanentActionError, match="rejected the receiver's credentials"):
+        await (await make_actions()).run(Scale(delta=1), CARTS)
+    assert sleeps.delays == []
+
+
+async def test_an_api_server_that_refuses_connections_is_retried_then_given_up(
+    make_actions: MakeActions, kubeconfig: Path, sleeps: Sleeps
+) -> None:
+    write_kubeconfig(kubeconfig, f"http://127.0.0.1:{processes.free_port()}")
+    with pytest.raises(TemporaryActionError, match="gave up after 3 attempts"):
+        await (await make_actions()).run(Scale(delta=1), CARTS)
+    assert sleeps.delays == [BACKOFF, 2 * BACKOFF]
+
+
+async def test_a_request_that_takes_too_long_is_retried(
+    make_actions: MakeActions, cluster: Cluster, sleeps: Sleeps
+) -> None:
+    cluster.delay = 0.5
+    with pytest.raises(TemporaryActionError, match="gave up after 2 attempts"):
+        await (await make_actions(request_timeout=0.1, action_attempts=2)).run(
+            Scale(delta=1), CARTS
+        )
+    assert sleeps.delays == [BACKOFF]
