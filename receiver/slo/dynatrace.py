@@ -5,7 +5,7 @@ An indicator in sli.yaml is either the current form, query parameters
 or Keptn's older `metric?scope=…` form. The window is sent as `from`/`to` with
 `resolution=Inf`, so exactly one data point is expected. Response times
 (`builtin:service.response.time`) come in microseconds and are converted to milliseconds,
-as Keptn did.
+as Keptn did — unless the selector converts them itself with `:toUnit(...)`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from receiver.slo import fetch
 
 _BODY_EXCERPT = 200
 _MICROSECONDS = "builtin:service.response.time"
+_TO_UNIT = ":toUnit("  # the selector converts the unit itself: take the value as it comes
 
 
 class Dynatrace:
@@ -59,8 +60,9 @@ class Dynatrace:
             system="Dynatrace",
         )
         number = _value(status, text)
-        if _MICROSECONDS in params["metricSelector"]:
-            return number / 1000.0
+        selector = params["metricSelector"]
+        if _MICROSECONDS in selector and _TO_UNIT not in selector:
+            return number / 1000.0  # Dynatrace answers in µs unless the selector converts
         return number
 
 

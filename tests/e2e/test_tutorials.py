@@ -112,8 +112,14 @@ spec:
 """)
     dynatrace = dynatrace_standin.create_app(token="dt0c01.E2E")
     metrics = dynatrace[dynatrace_standin.METRICS]
-    metrics[rt_selector] = lambda: [world.carts_state()["latency_ms"] * 1000]  # in µs
-    metrics[errors_selector] = lambda: [0.0]
+    metrics[
+        (
+            rt_selector,
+            "type(SERVICE),tag(keptn_project:sockshop),tag(keptn_stage:production),"
+            "tag(keptn_service:carts),tag(keptn_deployment:primary)",
+        )
+    ] = lambda: [world.carts_state()["latency_ms"] * 1000]  # in µs
+    metrics[(errors_selector, "type(SERVICE),tag(keptn_service:carts)")] = lambda: [0.0]
     with processes.serve_in_thread(dynatrace) as dynatrace_url:
         env = world.receiver_env(
             tmp_path / "journal.db",

@@ -36,12 +36,46 @@ async def value(server: TestServer, query: str, *, token: str = TOKEN) -> float:
 
 
 async def test_response_time_is_converted_from_microseconds(standin: TestServer) -> None:
-    standin.app[dynatrace_standin.METRICS][P90] = [412000.0]
+    standin.app[dynatrace_standin.METRICS][(P90, "type(SERVICE)")] = [412000.0]
     assert await value(standin, f"metricSelector={P90}&entitySelector=type(SERVICE)") == 412.0
     (request,) = standin.app[dynatrace_standin.REQUESTS]
     assert request["resolution"] == "Inf"
     assert int(request["to"]) - int(request["from"]) == pytest.approx(600_000, abs=1)
     assert request["entitySelector"] == "type(SERVICE)"
+
+
+async def test_a_response_time_dynatrace_converted_with_to_unit_is_not_converted_again(
+    standin: TestServer,
+) -> None:
+    standin.app[dynatrace_standin.METRICS][(P90, "type(SERVICE)")] = [412000.0]  # µs
+    selector = f"{P90}:toUnit(MicroSecond,MilliSecond)"
+    assert await value(standin, f"metricSelector={selector}&entitySelector=type(SERVICE)") == 412.0
+
+
+async def test_an_entity_selector_that_matches_nothing_is_no_value(standin: TestServer) -> None:
+    selector = "type(SERVICE),tag(keptn_service:carts)"
+    standin.app[dynatrace_standin.METRICS][(P90, selector)] = [412000.0]
+    with pytest.raises(SliError, match="returned 0 series"):
+        await value(standin, f"metricSelector={P90}&entitySelector=type(SERVICE),tag(x:y)")
+    with pytest.raises(SliError, match="returned 0 series"):
+        await value(standin, f"metricSelector={P90}")  # every service is not this one
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        (f"metricSelector={P90}&entitySelector=type(SERVICE", "unbalanced parentheses"),
+        (f"metricSelector={P90}&entitySelector=service(carts)", "unknown criterion"),
+        ("metricSelector=builtin:service.response.time:frobnicate(1)", "no metric key"),
+        (f"metricSelector={P90}:toUnit(MicroSecond,Parsec)", "unknown units"),
+    ],
+)
+async def test_a_selector_dynatrace_cannot_parse_is_its_400(
+    standin: TestServer, query: str, words: str
+) -> None:
+    standin.app[dynatrace_standin.METRICS][P90] = [412000.0]
+    with pytest.raises(SliError, match=f"answered 400: .*{words}"):
+        await value(standin, query)
 
 
 async def test_other_metrics_are_taken_as_they_come(standin: TestServer) -> None:
@@ -59,7 +93,13 @@ async def test_keptns_older_metric_question_mark_scope_form_is_read(standin: Tes
 
 
 async def test_placeholders_are_escaped_so_values_arrive_intact(standin: TestServer) -> None:
-    standin.app[dynatrace_standin.METRICS][P90] = [1000.0]
+    standin.app[dynatrace_standin.METRICS][
+        (
+            P90,
+            "type(SERVICE),tag(keptn_project:sock&shop),tag(keptn_stage:prod=1),"
+            "tag(keptn_service:carts #2)",
+        )
+    ] = [1000.0]
     ref = ServiceRef(project="sock&shop", stage="prod=1", service="carts #2")
     service_slo = evaluation.ServiceSlo(
         service=ref,
