@@ -24,8 +24,9 @@ from tests.fakeclock import FakeClock
 
 NS = "sockshop-production"
 WAIT = 600.0
-SLOW = {"histogram_quantile": 900.0, "http_requests_total": 0.0}  # p90 fails (<600), errors ok
-FAST = {"histogram_quantile": 300.0, "http_requests_total": 0.0}
+RT, ERRORS = prometheus_standin.response_time_p90(), prometheus_standin.error_rate()
+SLOW: dict[str, float | None] = {RT: 900.0, ERRORS: 0.0}  # p90 fails (<600), errors ok
+FAST: dict[str, float | None] = {RT: 300.0, ERRORS: 0.0}
 
 TWO_ACTIONS = """
 apiVersion: spec.keptn.sh/0.1.4
@@ -50,7 +51,7 @@ class World:
         client: TestClient[Any, Any],
         clock: FakeClock,
         cluster: kube_standin.Cluster,
-        slis: dict[str, float],
+        slis: dict[str, float | None],
         escalations: list[dict[str, Any]],
         urls: dict[str, str],
     ) -> None:
@@ -59,6 +60,7 @@ class World:
         self.clock = clock
         self.cluster = cluster
         self.slis = slis
+        self.queries: list[tuple[str, float | None]] = []  # what Prometheus was asked, and when
         self.escalations = escalations
 
     async def fire(
@@ -143,14 +145,14 @@ async def make_world(
             (carts / "slo.yaml").unlink(missing_ok=True)
         if restart is not None:
             cluster, slis, escalations = restart.cluster, restart.slis, restart.escalations
-            clock, urls = restart.clock, restart.urls
+            clock, urls, queries = restart.clock, restart.urls, restart.queries
         else:
             cluster = kube_standin.Cluster()
             cluster.add_deployment(NS, "carts-primary", replicas=1)
             slis = dict(SLOW)
             escalations = []
             clock = FakeClock()
-            urls = await _stand_ins(cluster, slis, escalations, servers)
+            urls, queries = await _stand_ins(cluster, slis, escalations, servers)
         kubeconfig = kube_standin.write_kubeconfig(tmp_path / "kubeconfig", urls["kubernetes"])
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
@@ -171,7 +173,9 @@ async def make_world(
             clock=clock,
         )
         client = await aiohttp_client(app)
-        return World(client, clock, cluster, slis, escalations, urls)
+        world = World(client, clock, cluster, slis, escalations, urls)
+        world.queries = queries
+        return world
 
     yield make
     for started in servers:
@@ -180,10 +184,10 @@ async def make_world(
 
 async def _stand_ins(
     cluster: kube_standin.Cluster,
-    slis: dict[str, float],
+    slis: dict[str, float | None],
     escalations: list[dict[str, Any]],
     servers: list[TestServer],
-) -> dict[str, str]:
+) -> tuple[dict[str, str], list[tuple[str, float | None]]]:
     async def escalate(request: web.Request) -> web.Response:
         escalations.append(await request.json())
         return web.Response(text="ok")
@@ -196,8 +200,9 @@ async def _stand_ins(
     for started in (kube, prometheus, hook_server):
         await started.start_server()
         servers.append(started)
-    return {
+    urls = {
         "kubernetes": str(kube.make_url("")),
         "prometheus": str(prometheus.make_url("")),
         "escalation": str(hook_server.make_url("/hook")),
     }
+    return urls, prometheus.app[prometheus_standin.QUERIES]

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from tests.conftest import AUTH
-from tests.engine_world import FAST, NS, TWO_ACTIONS, WAIT, MakeWorld
+from tests.engine_world import ERRORS, FAST, NS, RT, TWO_ACTIONS, WAIT, MakeWorld
 
 
 async def test_healed_after_the_first_action(make_world: MakeWorld) -> None:
@@ -18,8 +18,12 @@ async def test_healed_after_the_first_action(make_world: MakeWorld) -> None:
     await world.waiting(rid, 0)
     assert world.cluster.replicas(NS, "carts-primary") == 2
     world.slis.update(FAST)  # the new replica helps
+    acted_at = world.clock.now()
     world.clock.advance(WAIT)
     done = await world.finished(rid)
+    # Both SLIs as sli.yaml renders them for carts over the 10-minute window, at the end of
+    # the wait: the evaluation time is the clock's, not the wall clock's.
+    assert sorted(world.queries) == [(RT, acted_at + WAIT), (ERRORS, acted_at + WAIT)]
     assert done["state"] == "healed"
     assert done["reason"].startswith("scaling (step 1) healed it: SLO pass, score 100.0")
     (step,) = done["steps"]

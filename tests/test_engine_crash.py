@@ -4,8 +4,10 @@ exactly once (counted by the Kubernetes stand-in)."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from tests import kube_standin, processes, prometheus_standin
 from tests.conftest import AUTH, TOKEN, payload
 
 NS = "sockshop-production"
+RT, ERRORS = prometheus_standin.response_time_p90("2s"), prometheus_standin.error_rate("2s")
+WAIT = 3.0  # after each action; long enough to tell "the rest of it" from "all of it again"
 
 
 class Stage:
@@ -25,7 +29,7 @@ class Stage:
         self,
         receiver: processes.AsyncReceiver,
         cluster: kube_standin.Cluster,
-        slis: dict[str, float],
+        slis: dict[str, float | None],
     ) -> None:
         self.receiver = receiver
         self.cluster = cluster
@@ -66,7 +70,7 @@ class Stage:
 async def stage(tmp_path: Path, config_dir: Path) -> AsyncIterator[Stage]:
     cluster = kube_standin.Cluster()
     cluster.add_deployment(NS, "carts-primary", replicas=1)
-    slis = {"histogram_quantile": 900.0, "http_requests_total": 0.0}
+    slis: dict[str, float | None] = {RT: 900.0, ERRORS: 0.0}
     kube = TestServer(kube_standin.create_app(cluster))
     prometheus = TestServer(prometheus_standin.create_app(slis))
     await kube.start_server()
@@ -81,7 +85,7 @@ async def stage(tmp_path: Path, config_dir: Path) -> AsyncIterator[Stage]:
             "RECEIVER_AUTH_TOKEN": TOKEN,
             "KUBECONFIG": str(kubeconfig),
             "RECEIVER_PROMETHEUS_URL": str(prometheus.make_url("")),
-            "RECEIVER_REMEDIATION_WAIT": "2s",
+            "RECEIVER_REMEDIATION_WAIT": f"{WAIT:g}s",
             "RECEIVER_REMEDIATION_COOLDOWN": "0s",
             "RECEIVER_REMEDIATION_EVALUATION_WINDOW": "2s",
         },
@@ -97,15 +101,27 @@ def scale_writes(cluster: kube_standin.Cluster) -> int:
     return sum(1 for method, path, _ in cluster.writes if path.endswith("/scale"))
 
 
+def moment(iso: str) -> float:
+    return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 async def test_killed_during_the_wait_it_resumes_the_rest_of_the_wait(stage: Stage) -> None:
     rid = await stage.fire()
-    await stage.until(rid, lambda d: d["phase"] == "wait")
+    waiting = await stage.until(rid, lambda d: d["phase"] == "wait")
     assert stage.cluster.replicas(NS, "carts-primary") == 2
+    until = moment(waiting["phase_until"])
+    assert until - time.time() > WAIT - 1  # killed early in the wait
+    await asyncio.sleep(0.5)
     await stage.receiver.kill()
-    stage.slis["histogram_quantile"] = 300.0  # the new replica helped
+    stage.slis[RT] = 300.0  # the new replica helped
     await stage.receiver.start()
+    resumed = await stage.until(rid, lambda d: True)
+    assert (resumed["phase"], resumed["phase_until"]) == ("wait", waiting["phase_until"])
     done = await stage.until(rid, lambda d: d["phase"] == "done")
     assert done["state"] == "healed"
+    judged_at = moment(done["steps"][0]["evaluation"]["window"]["end"])
+    # Judged when the first wait ran out: not at the restart, not after a whole new wait.
+    assert until <= judged_at < until + 1.0
     assert stage.cluster.replicas(NS, "carts-primary") == 2
     assert scale_writes(stage.cluster) == 1  # applied exactly once
 
@@ -119,12 +135,19 @@ async def test_killed_between_action_start_and_result_it_never_adds_a_second_del
         if stage.cluster.count("PATCH", "/scale"):
             break
         await asyncio.sleep(0.02)
+    assert stage.cluster.count("PATCH", "/scale") == 1, "the PATCH never left the receiver"
+    assert scale_writes(stage.cluster) == 0  # in flight: not applied yet
     document = await stage.until(rid, lambda d: True)
     assert document["steps"][0]["result"] == "started"
     await stage.receiver.kill()
-    await asyncio.sleep(1.2)  # the orphaned patch lands meanwhile
+    for _ in range(100):  # the orphaned PATCH lands after its sender died
+        if scale_writes(stage.cluster):
+            break
+        await asyncio.sleep(0.02)
+    assert scale_writes(stage.cluster) == 1, "the orphaned PATCH never landed"
+    assert stage.cluster.replicas(NS, "carts-primary") == 2
     stage.cluster.write_delay = 0.0
-    stage.slis["histogram_quantile"] = 300.0
+    stage.slis[RT] = 300.0
     await stage.receiver.start()
     done = await stage.until(rid, lambda d: d["phase"] == "done")
     assert done["state"] == "healed"
@@ -167,7 +190,7 @@ async def receiver_status(url: str, *args: str) -> str:
 async def test_status_prints_the_table_and_a_timeline(stage: Stage) -> None:
     rid = await stage.fire()
     await stage.until(rid, lambda d: d["phase"] == "wait")
-    stage.slis["histogram_quantile"] = 300.0
+    stage.slis[RT] = 300.0
     await stage.until(rid, lambda d: d["phase"] == "done")
     table = await receiver_status(stage.receiver.url)
     header, row = table.splitlines()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import AUTH
-from tests.engine_world import FAST, NS, TWO_ACTIONS, WAIT, MakeWorld, World
+from tests.engine_world import FAST, NS, RT, TWO_ACTIONS, WAIT, MakeWorld, World
 
 
 def edit_journal(tmp_path: Path, *statements: str) -> None:
@@ -200,8 +200,7 @@ async def test_an_sli_that_cannot_be_measured_fails_its_objective(make_world: Ma
     world = await make_world(TWO_ACTIONS)
     rid = (await world.fire())["remediation_id"]
     await world.waiting(rid, 0)
-    world.slis["histogram_quantile"] = float("nan")  # no data in the window
-    world.slis["http_requests_total"] = 0.0
+    world.slis[RT] = float("nan")  # no data in the window
     world.clock.advance(WAIT)
     document = await world.waiting(rid, 1)
     evaluation = (await world.get(rid))["steps"][0]["evaluation"]
