@@ -310,3 +310,27 @@ async def test_a_scale_back_whose_deployment_is_gone_is_recorded_as_failed(
     assert (
         done["steps"][1]["detail"] == "no Deployment carts-primary in namespace sockshop-production"
     )
+
+
+async def test_while_the_journal_refuses_writes_the_engine_waits_then_goes_on(
+    make_world: MakeWorld, tmp_path: Path
+) -> None:
+    world = await make_world(TWO_ACTIONS, store_busy_timeout=0.1)
+    rid = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    other = sqlite3.connect(tmp_path / "journal.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the journal's write lock
+        world.slis.update(FAST)
+        world.clock.advance(WAIT)  # the wait is over, but its end cannot be saved
+        await world.until(
+            rid, lambda d: world.clock.sleepers == 1 and d["phase"] == "wait", "the retry"
+        )
+        assert world.queries == []  # nothing judged on progress that was not saved
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    world.clock.advance(1)  # the journal takes writes again: from the last saved progress on
+    done = await world.finished(rid)
+    assert done["state"] == "healed"
+    assert scale_writes(world) == 1

@@ -21,13 +21,15 @@ from collections.abc import Callable
 
 from receiver import clock as clocks
 from receiver.engine.effects import Effects
+from receiver.errors import JournalError
 from receiver.journal import RemediationStore
 from receiver.logs import Bound
 from receiver.metrics import Metrics
-from receiver.models import RemediationState
+from receiver.models import ProblemState, RemediationState
 from receiver.remediation import machine
 from receiver.remediation.model import (
     Act,
+    Cancelled,
     Dequeue,
     Dequeued,
     Effect,
@@ -39,6 +41,7 @@ from receiver.remediation.model import (
     Judged,
     Phase,
     Remediation,
+    Resolved,
     ScaleBack,
     Sleep,
 )
@@ -47,6 +50,7 @@ from receiver.settings import Settings
 logger = logging.getLogger(__name__)
 
 Inbox = asyncio.Queue[Event]
+JOURNAL_RETRY, JOURNAL_RETRY_MAX = 1.0, 60.0  # seconds between tries while the journal refuses
 
 
 class Driver:
@@ -67,18 +71,49 @@ class Driver:
         self._clock = clock
         self._scale_back_planned = scale_back_planned  # once saved: wait for the resolve
 
-    async def run(self, remediation: Remediation, inbox: Inbox) -> None:
-        """Drive `remediation` (loaded when its turn came) to its end."""
-        log = Bound(logger, remediation=remediation.id)
-        try:
-            await self._loop(remediation, inbox, log)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            # A bug, or a plan this version cannot read, must not strand a problem silently
-            # at 3 a.m.: hand it to people, with what went wrong.
-            log.exception("remediation.crashed")
-            await self._give_up(remediation, e, log)
+    async def run(self, remediation_id: int, inbox: Inbox) -> None:
+        """Drive a remediation, whose turn has come, to its end.
+
+        When the journal cannot take a write (locked, disk full), nothing is lost: every
+        effect resumes from the last saved progress, so the driver waits, loads it again
+        and goes on from there, for as long as it takes — rather than escalate through a
+        journal that could not record the escalation either.
+        """
+        log = Bound(logger, remediation=remediation_id)
+        delay = JOURNAL_RETRY
+        remediation: Remediation | None = None
+        while True:
+            try:
+                remediation = await self._store.load(remediation_id)
+                if remediation is None or remediation.progress.finished:
+                    return
+                await self._stops_found_in_the_journal(remediation, inbox)
+                await self._loop(remediation, inbox, log)
+                return
+            except asyncio.CancelledError:
+                raise
+            except JournalError as e:
+                log.warning(
+                    "remediation.journal_unavailable", extra={"error": str(e), "retry_in": delay}
+                )
+                await self._clock.sleep(delay)
+                delay = min(delay * 2, JOURNAL_RETRY_MAX)
+            except Exception as e:
+                # A bug, or a plan this version cannot read, must not strand a problem silently
+                # at 3 a.m.: hand it to people, with what went wrong.
+                log.exception("remediation.crashed")
+                if remediation is not None:
+                    await self._give_up(remediation, e, log)
+                return
+
+    async def _stops_found_in_the_journal(self, remediation: Remediation, inbox: Inbox) -> None:
+        """A cancel or a resolve committed while nobody acted on it (the receiver was down,
+        it came before this process subscribed, or its transition could not be saved) is in
+        the journal: deliver it. A second copy in the inbox is harmless: the first ends it."""
+        if remediation.cancel_requested:
+            inbox.put_nowait(Cancelled())
+        if await self._store.problem_state(remediation.problem_id) is ProblemState.RESOLVED:
+            inbox.put_nowait(Resolved(has_slo=self._effects.has_slo(remediation.service)))
 
     async def _loop(self, remediation: Remediation, inbox: Inbox, log: Bound) -> None:
         plan, progress = remediation.plan, remediation.progress

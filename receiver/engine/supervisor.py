@@ -33,7 +33,7 @@ from receiver.journal import (
 )
 from receiver.metrics import Metrics
 from receiver.models import ProblemState, ServiceRef
-from receiver.remediation.model import Cancelled, Remediation, Resolved, ScaleBack, ScaleBackState
+from receiver.remediation.model import Cancelled, Resolved, ScaleBack, ScaleBackState
 from receiver.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -165,23 +165,11 @@ class Engine:
     async def _run(self, running: Running) -> None:
         try:
             async with self._turns.setdefault(running.service, asyncio.Lock()):
-                # Reloaded when its turn came: it may have ended or been cancelled meanwhile.
-                current = await self._store.load(running.remediation_id)
-                if current is None or current.progress.finished:
-                    return
-                await self._stops_found_in_the_journal(current, running.inbox)
-                await self._driver.run(current, running.inbox)
+                # Loaded by the driver when its turn came: it may have ended meanwhile.
+                await self._driver.run(running.remediation_id, running.inbox)
         finally:
             self._running.pop(running.remediation_id, None)
             self._metrics.remediations_in_progress.set(len(self._running))
-
-    async def _stops_found_in_the_journal(self, remediation: Remediation, inbox: Inbox) -> None:
-        """A cancel or a resolve committed while nobody could act on it (the receiver was
-        down, or it came before this process subscribed) is in the journal: deliver it."""
-        if remediation.cancel_requested:
-            inbox.put_nowait(Cancelled())
-        if await self._store.problem_state(remediation.problem_id) is ProblemState.RESOLVED:
-            inbox.put_nowait(Resolved(has_slo=self._effects.has_slo(remediation.service)))
 
     # -- scale-backs -------------------------------------------------------------------------
 
