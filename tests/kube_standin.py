@@ -39,9 +39,9 @@ reference (kubernetes.io/docs/reference/kubernetes-api/, "API Concepts": patch t
   control it (outside the API's paths, without authentication).
 - `first_call[(method, path)]`: when (time.monotonic) such a request first arrived.
 - `write_delay` seconds before a write is applied; a write once begun is applied even if
-  its client goes away meanwhile (an orphaned write, as a crashed receiver leaves one). Every request is kept in `calls` (with its
-  content type in `content_types`) and every applied write in `writes`, as (method, path,
-  JSON body or None), for counting.
+  its client goes away meanwhile (an orphaned write, as a crashed receiver leaves one).
+- Every request is kept in `calls` (with its content type in `content_types`) and every
+  applied write in `writes`, as (method, path, JSON body or None), for counting.
 """
 
 from __future__ import annotations

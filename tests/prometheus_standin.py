@@ -13,6 +13,7 @@ It checks what it is asked, strictly:
 - A query that does not parse — unbalanced brackets, a `$PLACEHOLDER` left unrendered — is
   the 400 `bad_data` error Prometheus answers.
 - A missing or unparsable `time` is a 400: every evaluation names its time.
+- With `authorization`, a request without exactly that Authorization header is a 401.
 Every query is kept in `queries` as (query, time as a float).
 """
 
@@ -85,12 +86,18 @@ def _parse_error(query: str) -> str | None:
     return "parse error: unclosed left parenthesis" if depth else None
 
 
-def create_app(values: dict[str, float | None]) -> web.Application:
+def create_app(
+    values: dict[str, float | None], *, authorization: str | None = None
+) -> web.Application:
+    """`authorization`: the Authorization header every request must carry (a Prometheus
+    behind an authenticating proxy, or with basic auth in its web config); 401 otherwise."""
     app = web.Application()
     app[VALUES] = values
     app[QUERIES] = []
 
     async def query(request: web.Request) -> web.Response:
+        if authorization is not None and request.headers.get("Authorization") != authorization:
+            return web.Response(status=401, text="Unauthorized\n")
         expression = request.query.get("query", "")
         moment = _time(request.query.get("time"))
         request.app[QUERIES].append((expression, moment))

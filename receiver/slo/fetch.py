@@ -17,7 +17,6 @@ async def get(
     headers: Mapping[str, str],
     give_up_after: float,
     system: str,
-    auth: aiohttp.BasicAuth | None = None,
 ) -> tuple[int, str]:
     """(status, body text); SliError when `system` cannot be reached in time."""
     try:
@@ -25,7 +24,6 @@ async def get(
             url,
             params=params,
             headers=headers,
-            auth=auth,
             timeout=aiohttp.ClientTimeout(total=give_up_after),
         ) as response:
             return response.status, await response.text()

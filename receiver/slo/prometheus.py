@@ -8,6 +8,7 @@ several series are no value either (Keptn silently took the first), and so is ±
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from typing import Any
@@ -38,11 +39,12 @@ class Prometheus:
         self._url = url.rstrip("/")
         self._timeout = timeout
         self._headers: dict[str, str] = {}
-        self._auth = None
         if token is not None:
             self._headers["Authorization"] = f"Bearer {token.reveal()}"
         elif basic_username and basic_password is not None:
-            self._auth = aiohttp.BasicAuth(basic_username, basic_password.reveal())
+            # Written out: aiohttp.BasicAuth is deprecated (a warning on every start).
+            pair = f"{basic_username}:{basic_password.reveal()}".encode()
+            self._headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
 
     @staticmethod
     def escape(value: str) -> str:
@@ -56,7 +58,6 @@ class Prometheus:
             f"{self._url}/api/v1/query",
             params=params,
             headers=self._headers,
-            auth=self._auth,
             give_up_after=self._timeout,
             system="Prometheus",
         )
