@@ -64,9 +64,44 @@ class Stack:
             alerts: list[dict[str, Any]] = json.load(r)["data"]["alerts"]
             return alerts
 
-    def settle(self, seconds: float = 3.0) -> None:
-        """Wait until the window holds only samples of the latest state (window + scrapes)."""
-        time.sleep(seconds)
+    def settle(self, *, latency_ms: float, error_ratio: float, within: float = 20.0) -> None:
+        """Wait until Prometheus' 2 s window holds only samples of the state the app was set
+        to: p90 in the latency's histogram bucket, the error ratio close to the set one —
+        asked of Prometheus itself, not guessed with a sleep."""
+        p90 = (
+            "histogram_quantile(0.9, sum by(le) (rate(http_response_time_milliseconds_bucket"
+            f'{{job="carts-sockshop-production"}}[{WINDOW}])))'
+        )
+        errors = (
+            'sum(rate(http_requests_total{job="carts-sockshop-production",status=~"5.."}'
+            f"[{WINDOW}])) or vector(0)"
+        )
+        total = f'sum(rate(http_requests_total{{job="carts-sockshop-production"}}[{WINDOW}]))'
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            seen_p90, seen_errors, seen_total = (
+                _scalar(self.query(expression)) for expression in (p90, errors, total)
+            )
+            if (
+                seen_p90 is not None
+                and abs(seen_p90 - latency_ms) <= 50
+                and seen_total
+                and seen_errors is not None
+                and abs(seen_errors / seen_total - error_ratio) <= (0.03 if error_ratio else 0)
+            ):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(
+            f"Prometheus never showed p90 {latency_ms} ms and error ratio {error_ratio}"
+            f" within {within:g} s"
+        )
+
+
+def _scalar(result: Any) -> float | None:
+    if not result:
+        return None
+    value = float(result[0]["value"][1])
+    return None if value != value else value  # NaN: no traffic in the window yet
 
 
 def generate_rules(config_dir: Path, target: Path) -> None:

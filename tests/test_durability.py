@@ -46,7 +46,10 @@ def test_a_problem_acknowledged_just_before_sigkill_is_there_after_restart(
         assert post(port, "dynatrace", payload("dynatrace-open-plain.json")) == 200
         process.send_signal(signal.SIGKILL)  # no chance to flush or close anything
         process.wait(timeout=10)
-    assert TOKEN not in log.read_text()  # credentials never reach the log
+    written = log.read_text()
+    assert '"event": "journal.opened"' in written  # the log was written to at all
+    assert '"event": "problem.opened"' in written
+    assert TOKEN not in written  # credentials never reach the log
 
     with processes.receiver(config_dir, port=port, log=log, **env):
         listed = get(port, "/api/v1/problems?limit=1000")["problems"]

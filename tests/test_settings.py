@@ -52,7 +52,10 @@ def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
 
 def test_secrets_never_show_in_repr(tmp_path: Path) -> None:
     loaded = settings.load(tmp_path, environ={"RECEIVER_AUTH_TOKEN": "s3cret-value"})
+    assert loaded.auth_token is not None
+    assert loaded.auth_token.reveal() == "s3cret-value"  # loaded, and only revealed on asking
     assert "s3cret-value" not in repr(loaded)
+    assert "s3cret-value" not in str(loaded.auth_token)
 
 
 def test_a_plaintext_secret_in_the_file_is_refused_by_default(tmp_path: Path) -> None:

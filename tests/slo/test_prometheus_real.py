@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -41,7 +42,7 @@ async def measure(stack: Stack) -> evaluation.Measured:
 
 async def test_p90_and_error_rate_are_what_the_app_produced(prometheus_stack: Stack) -> None:
     prometheus_stack.control(latency_ms=430, error_ratio=0.2, rps=200)
-    prometheus_stack.settle()
+    await asyncio.to_thread(prometheus_stack.settle, latency_ms=430, error_ratio=0.2)
     measured = await measure(prometheus_stack)
     assert measured.reasons == {}
     # Every request took 430 ms: histogram_quantile interpolates inside the (400, 450] bucket.
@@ -49,7 +50,7 @@ async def test_p90_and_error_rate_are_what_the_app_produced(prometheus_stack: St
     assert measured.values["error_rate"] == pytest.approx(0.2, abs=0.03)
 
     prometheus_stack.control(latency_ms=120, error_ratio=0.0)
-    prometheus_stack.settle()
+    await asyncio.to_thread(prometheus_stack.settle, latency_ms=120, error_ratio=0.0)
     healthy = await measure(prometheus_stack)
     assert 100 < healthy.values["response_time_p90"] <= 150  # type: ignore[operator]
     assert healthy.values["error_rate"] == 0.0
@@ -72,8 +73,8 @@ async def test_a_wrong_query_gives_prometheus_reason(prometheus_stack: Stack) ->
 
 
 async def test_several_series_are_not_silently_reduced_to_one(prometheus_stack: Stack) -> None:
-    prometheus_stack.control(error_ratio=0.5)
-    prometheus_stack.settle(1.0)
+    prometheus_stack.control(latency_ms=100, error_ratio=0.5)
+    await asyncio.to_thread(prometheus_stack.settle, latency_ms=100, error_ratio=0.5)
     async with aiohttp.ClientSession() as session:
         provider = Prometheus(session, prometheus_stack.prometheus_url)
         with pytest.raises(SliError, match="returned 2 series, expected one"):
@@ -90,7 +91,7 @@ async def test_an_unreachable_prometheus_is_a_clear_error() -> None:
 
 def test_the_live_cli_evaluates_against_prometheus(prometheus_stack: Stack, tmp_path: Path) -> None:
     prometheus_stack.control(latency_ms=430, error_ratio=0.2, rps=200)
-    prometheus_stack.settle()
+    prometheus_stack.settle(latency_ms=430, error_ratio=0.2)
     command = [
         sys.executable,
         "-m",
