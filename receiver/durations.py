@@ -18,9 +18,11 @@ def parse(text: str | float) -> float:
         raise ValueError(f"expected a duration such as '10m' or '2s', got {text!r}")
     compact = text.strip().replace(" ", "")
     try:
-        return parse(float(compact))
+        number = float(compact)
     except ValueError:
-        pass
+        number = None
+    if number is not None:  # a bare number: seconds, refused when negative like any other
+        return parse(number)
     parts = _PART.findall(compact)
     if not compact or "".join(number + unit for number, unit in parts) != compact:
         raise ValueError(f"expected a duration such as '10m', '2s' or '1h30m', got {text!r}")

@@ -131,3 +131,49 @@ def test_an_empty_secret_is_refused_rather_than_accepting_empty_credentials(tmp_
     ):
         _, errors = settings.load_checked(tmp_path, environ=environ)
         assert [e.message for e in errors] == ["is empty: unset it, or give it a value"]
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "path", "message"),
+    [
+        ("scaling: {min_replicas: 5, max_replicas: 2}\n", {}, "",
+         "scaling.min_replicas is larger than scaling.max_replicas"),
+        ("", {"RECEIVER_AUTH_BASIC_PASSWORD": "pw"}, "",
+         "auth.basic_password is set but auth.basic_username is not"),
+        ("auth: {disabled: maybe}\n", {}, "auth.disabled", "expected true or false, got 'maybe'"),
+        ("", {"RECEIVER_AUTH_DISABLED": "sure"}, "RECEIVER_AUTH_DISABLED",
+         "expected true or false, got 'sure'"),
+        ("server: {port: eighty}\n", {}, "server.port", "expected a whole number, got 'eighty'"),
+        ("server: {port: -1}\n", {}, "server.port", "expected a number >= 0, got -1"),
+        ("labels: {service: 7}\n", {}, "labels.service", "expected a list of label names"),
+        ("labels: {service: []}\n", {}, "labels.service", "expected at least one label name"),
+        ("", {"RECEIVER_SERVICES": "{not json"}, "RECEIVER_SERVICES",
+         "expected a JSON object of project/stage/service to settings"),
+        ("services: [a]\n", {}, "services",
+         "expected a mapping of project/stage/service to settings"),
+        ("services: {carts: {}}\n", {}, "services",
+         "'carts': expected a key of the form project/stage/service"),
+        ("services: {a/b/c: 3}\n", {}, "services", "a/b/c: expected a mapping"),
+        ("services: {a/b/c: {replicas: 3}}\n", {}, "services",
+         "a/b/c: unknown setting 'replicas'"),
+        ("services: {a/b/c: {max_replicas: -2}}\n", {}, "services",
+         "a/b/c.max_replicas: expected a whole number >= 0"),
+        ("services: {a/b/c: {namespace: 5}}\n", {}, "services",
+         "a/b/c.namespace: expected a string"),
+        ("- a list\n", {}, "", "expected a mapping of settings"),
+        ("store: {sync: full}\n", {}, "store.sync", "unknown setting"),
+        ("store: {synchronous: sometimes}\n", {}, "store.synchronous",
+         "expected one of full, normal, got 'sometimes'"),
+    ],
+)  # fmt: skip
+def test_a_bad_setting_is_named_by_where_it_came_from(
+    tmp_path: Path, text: str, environ: dict[str, str], path: str, message: str
+) -> None:
+    write(tmp_path, text)
+    loaded, errors = settings.load_checked(tmp_path, environ)
+    assert loaded is None
+    if path.startswith("RECEIVER_"):
+        where = (f"environment {path}", "")
+    else:
+        where = (str(tmp_path / "receiver.yaml"), path)
+    assert [(e.file, e.path, e.message) for e in errors] == [(*where, message)]

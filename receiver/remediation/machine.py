@@ -181,9 +181,8 @@ def _at_action(
 def _next_action(plan: Plan, position: int) -> Act | Escalate:
     if position >= len(plan.actions):
         return Escalate(position, "no action healed it")
-    action = plan.actions[position].action
-    if action == ESCALATE:
-        return Escalate(position, "the rule escalates here", action)
+    if plan.actions[position].action == ESCALATE:
+        return Escalate(position, "the rule escalates here")
     return Act(position)
 
 

@@ -58,6 +58,7 @@ ROWS = [
     # queued: the service's turn came
     (at(Phase.QUEUED), Dequeued(), RUNNING, Phase.ACTION, 0, Act(0), None, None),
     (at(Phase.QUEUED), Dequeued(NOW - 1), RUNNING, Phase.ACTION, 0, Act(0), None, None),
+    (at(Phase.QUEUED), Dequeued(NOW), RUNNING, Phase.ACTION, 0, Act(0), None, None),  # just over
     (at(Phase.QUEUED), Dequeued(NOW + 60), PENDING, Phase.COOLDOWN, 0, Sleep(NOW + 60), None, None),
     (at(Phase.QUEUED), Cancelled(), CANCELLED, Phase.DONE, 0, Finish(), None,
      "cancelled before it began"),
@@ -165,8 +166,9 @@ def test_every_pair_has_a_row_or_raises(phase: Phase, event: Event) -> None:
     if isinstance(event, Escalated):  # from any phase: the engine gives up wherever it is
         assert machine.transition(PLAN, progress, event, now=NOW, wait=WAIT).progress.finished
         return
-    with pytest.raises(machine.UnexpectedEvent, match=f"from phase '{phase.value}'"):
+    with pytest.raises(machine.UnexpectedEvent, match=f"from phase '{phase.value}'") as caught:
         machine.transition(PLAN, progress, event, now=NOW, wait=WAIT)
+    assert (caught.value.phase, caught.value.event) == (phase, event)
 
 
 def test_without_actions_left_it_escalates() -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
+from receiver import configtree
+from receiver.errors import ConfigError
 from receiver.models import Escalate, Restart, Scale, Toggle
 from receiver.rules import remediation
 
@@ -152,3 +156,87 @@ def test_a_broken_rule_keeps_its_error_and_still_matches() -> None:
 def test_an_unknown_action_in_a_journaled_plan_is_an_error_not_an_escalation() -> None:
     with pytest.raises(ValueError, match="unknown action 'reboot'"):
         remediation.action("reboot", None)
+
+
+@pytest.mark.parametrize(
+    ("text", "errors"),
+    [
+        ("[a list]", [("", "expected a mapping")]),
+        ("name: x",
+         [("", "expected Keptn 0.6 `remediations:` or Keptn 0.7 `apiVersion:`/`spec:`")]),
+        ("remediations: {a: b}", [("remediations", "expected a list of remediations")]),
+        ("remediations: [7]", [("remediations[0]", "expected a mapping with name")]),
+        ("remediations: [{actions: []}]",
+         [("remediations[0].name", "missing: the problem title prefix")]),
+        ("remediations: [{name: x, actions: []}]",
+         [("remediations[0].actions", "expected a list of actions")]),
+        ("remediations: [{name: x, actions: [scaling]}]",
+         [("remediations[0].actions[0]", "expected a mapping with action and value")]),
+        ("remediations: [{name: x, actions: [{action: scaling, value: lots}]}]",
+         [("remediations[0].actions[0].value",
+           "expected a replica delta such as +1, 1 or -1, got 'lots'")]),
+        ("remediations: [{name: x, actions: [{action: scaling, value: true}]}]",
+         [("remediations[0].actions[0].value",
+           "expected a replica delta such as +1, 1 or -1, got True")]),
+        ("remediations: [{name: x, actions: [{action: featuretoggle, value: Flag}]}]",
+         [("remediations[0].actions[0].value", "expected \"Name:on|off\", got 'Flag'")]),
+        ("remediations: [{name: x, actions: [{action: featuretoggle, value: 3}]}]",
+         [("remediations[0].actions[0].value",
+           "expected \"Name:on|off\" or a map {Name: \"on\"|\"off\"}, got 3")]),
+        ("remediations: [{name: x, actions: [{action: featuretoggle, value: 'Flag:maybe'}]}]",
+         [("remediations[0].actions[0].value",
+           "expected a flag name and on or off, got 'Flag': 'maybe'")]),
+        ("remediations: [{name: x, wait: soon, actions: [{action: restart}]}]",
+         [("remediations[0].wait",
+           "expected a duration such as '10m', '2s' or '1h30m', got 'soon'")]),
+        ("remediations: [{name: x, dry_run: yes please, actions: [{action: restart}]}]",
+         [("remediations[0].dry_run", "expected true or false")]),
+        ("apiVersion: v1\nspec: {remediations: []}",
+         [("apiVersion", "expected spec.keptn.sh/0.1.x, got 'v1'")]),
+        ("apiVersion: spec.keptn.sh/0.1.4\nkind: Job\nspec: {remediations: []}",
+         [("kind", "expected Remediation, got 'Job'")]),
+        ("apiVersion: spec.keptn.sh/0.1.4\nspec: 3",
+         [("spec", "expected a mapping with remediations")]),
+    ],
+)  # fmt: skip
+def test_a_broken_file_names_the_path_of_each_problem(
+    text: str, errors: list[tuple[str, str]]
+) -> None:
+    _, found = remediation.parse(yaml.safe_load(text), "remediation.yaml")
+    assert [(e.file, e.path, e.message) for e in found] == [
+        ("remediation.yaml", path, message) for path, message in errors
+    ]
+
+
+def test_a_wrong_api_version_breaks_every_rule_of_the_file() -> None:
+    rules, _ = remediation.parse(
+        yaml.safe_load(
+            "apiVersion: spec.keptn.sh/2\nspec:\n  remediations:\n"
+            "  - {problemType: x, actionsOnOpen: [{action: restart}]}\n"
+        ),
+        "remediation.yaml",
+    )
+    (rule,) = rules.rules
+    assert (
+        rule.error
+        == "remediation.yaml: apiVersion: expected spec.keptn.sh/0.1.x, got 'spec.keptn.sh/2'"
+    )
+
+
+def test_check_reports_every_file_of_the_tree(tmp_path: Path) -> None:
+    good = tmp_path / "shop" / "prod" / "carts"
+    good.mkdir(parents=True)
+    (good / "remediation.yaml").write_text(KEPTN_06)
+    bad = tmp_path / "shop" / "prod" / "orders"
+    bad.mkdir(parents=True)
+    (bad / "remediation.yaml").write_text("remediations: [{name: x, actions: []}]\n")
+    unreadable = tmp_path / "shop" / "prod" / "users"
+    unreadable.mkdir(parents=True)
+    (unreadable / "remediation.yaml").write_text("remediations: [unclosed\n")
+    errors = remediation.check(configtree.scan(tmp_path))
+    assert [(Path(e.file).parent.name, e.path) for e in errors] == [
+        ("orders", "remediations[0].actions"),
+        ("users", "line 2, column 1"),  # where YAML gave up
+    ]
+    with pytest.raises(ConfigError, match="expected a list of actions"):
+        remediation.load(bad / "remediation.yaml")

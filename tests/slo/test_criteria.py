@@ -36,9 +36,27 @@ def test_criteria_are_read_as_keptn_read_them(
     )
 
 
-@pytest.mark.parametrize("text", ["600", "", "<", "<=abc", "=>5", "<<5", "<1_000", "10%", "!=5"])
-def test_unparsable_criteria_carry_the_reason(text: str) -> None:
-    assert criteria.parse(text).error is not None
+INVALID = "invalid criteria string: expected e.g. '<600' or '<=+10%'"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("600", INVALID),
+        ("", INVALID),
+        ("10%", INVALID),
+        ("!=5", INVALID),
+        ("<", "could not parse the target value of '<'"),
+        ("<=abc", "could not parse the target value of '<=abc'"),
+        ("=>5", "could not parse the target value of '=>5'"),
+        ("<<5", "could not parse the target value of '<<5'"),
+        ("<1_000", "could not parse the target value of '<1_000'"),
+    ],
+)
+def test_unparsable_criteria_carry_the_reason(text: str, error: str) -> None:
+    parsed = criteria.parse(text)
+    assert (parsed.text, parsed.error) == (text, error)  # shown as written, with why
+    assert parsed.target(100.0) is None
 
 
 @pytest.mark.parametrize(

@@ -80,31 +80,48 @@ total_score: {pass: "90%", warning: "75%"}
 
 
 @pytest.mark.parametrize(
-    ("document", "path"),
+    ("document", "path", "message"),
     [
-        ({"objectives": {}}, "objectives"),
-        ({"objectives": [{"weight": 1}]}, "objectives[0].sli"),
-        ({"objectives": [{"sli": "a", "weight": "x"}]}, "objectives[0].weight"),
-        ({"objectives": [{"sli": "a", "key_sli": "yes"}]}, "objectives[0].key_sli"),
-        (
-            {"objectives": [{"sli": "a", "pass": [{"criteria": "<5"}]}]},
-            "objectives[0].pass[0].criteria",
-        ),
-        ({"objectives": [{"sli": "a", "pass": [{"criteria": ["<5"]}]}]}, "total_score.pass"),
-        ({"comparison": {"aggregate_function": "p99"}}, "comparison.aggregate_function"),
-        (
-            {"comparison": {"include_result_with_score": "some"}},
-            "comparison.include_result_with_score",
-        ),
-        ({"comparison": {"compare_with": "best"}}, "comparison.compare_with"),
-        ({"total_score": {"pass": "ninety"}}, "total_score.pass"),
-        ({"spec_version": "2.0"}, "spec_version"),
+        ([1], "", "expected a mapping with objectives"),
+        ({"objectives": {}}, "objectives", "expected a list"),
+        ({"objectives": [3]}, "objectives[0]", "expected a mapping with sli, pass, warning"),
+        ({"objectives": [{"weight": 1}]}, "objectives[0].sli",
+         "missing: the name of an indicator in sli.yaml"),
+        ({"objectives": [{"sli": "a", "weight": "x"}]}, "objectives[0].weight",
+         "expected a whole number, got 'x'"),
+        ({"objectives": [{"sli": "a", "key_sli": "yes"}]}, "objectives[0].key_sli",
+         "expected true or false, got 'yes'"),
+        ({"objectives": [{"sli": "a", "pass": {"criteria": ["<5"]}}]}, "objectives[0].pass",
+         "expected a list of {criteria: [...]}"),
+        ({"objectives": [{"sli": "a", "pass": [{"criteria": "<5"}]}]},
+         "objectives[0].pass[0].criteria", "expected a list of criteria strings such as '<600'"),
+        ({"objectives": [{"sli": "a", "pass": [{"criteria": ["<5"]}]}]}, "total_score.pass",
+         "missing: no target score defined"),
+        ({"comparison": 3}, "comparison", "expected a mapping"),
+        ({"comparison": {"aggregate_function": "p99"}}, "comparison.aggregate_function",
+         "expected one of avg, p50, p90, p95, got 'p99'"),
+        ({"comparison": {"include_result_with_score": "some"}},
+         "comparison.include_result_with_score",
+         "expected pass, pass_or_warn or all, got 'some'"),
+        ({"comparison": {"compare_with": "best"}}, "comparison.compare_with",
+         "expected single_result or several_results, got 'best'"),
+        ({"comparison": {"number_of_comparison_results": "x"}},
+         "comparison.number_of_comparison_results", "expected a whole number >= 1, got 'x'"),
+        ({"total_score": 5}, "total_score", "expected a mapping with pass and warning"),
+        ({"total_score": {"pass": "ninety"}}, "total_score.pass",
+         "expected a percentage such as '90%', got 'ninety'"),
+        ({"spec_version": "2.0"}, "spec_version", "expected '1.0' or '0.1.x', got '2.0'"),
+        ({"filter": [1]}, "filter", "expected a mapping of placeholder names to values"),
     ],
-)
-def test_unusable_slo_files_name_the_path(document: dict[str, Any], path: str) -> None:
+)  # fmt: skip
+def test_unusable_slo_files_name_the_path(document: Any, path: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         objectives.parse(document, "slo.yaml")
-    assert caught.value.path == path
+    assert (caught.value.file, caught.value.path, caught.value.message) == (
+        "slo.yaml",
+        path,
+        message,
+    )
 
 
 def test_unparsable_criteria_are_reported_but_do_not_stop_loading() -> None:

@@ -351,3 +351,55 @@ def test_the_json_form_has_the_documented_fields() -> None:
             }
         ],
     }
+
+
+def test_p90_of_ten_values_interpolates_at_rank_nine_point_nine() -> None:
+    assert scoring.aggregate_values([float(v) for v in range(1, 11)], "p90") == pytest.approx(9.9)
+
+
+def test_a_warning_of_a_weighted_objective_scores_half_its_weight() -> None:
+    weighted = slo(
+        "- sli: rt\n  weight: 2\n  pass: [{criteria: ['<600']}]\n"
+        "  warning: [{criteria: ['<=800']}]\n"
+        "- sli: err\n  pass: [{criteria: ['<1']}]\n"
+    )
+    result = evaluate(weighted, {"rt": 700, "err": 0})
+    assert status(result) == [("rt", "warning", 1.0), ("err", "pass", 1.0)]
+    assert result.score == pytest.approx(100 * 2 / 3)
+
+
+def test_an_objective_result_carries_its_names_and_a_message_only_without_value() -> None:
+    s = slo(RT + "- sli: err\n  displayName: Error rate\n  pass: [{criteria: ['<1']}]\n")
+    result = scoring.evaluate(
+        s, {"rt": 300}, [], reasons={"err": "Prometheus answered 400: bad query"}
+    )
+    rt, err = result.objectives
+    assert (rt.display_name, rt.message) == ("rt", None)
+    assert (err.display_name, err.value, err.message) == (
+        "Error rate",
+        None,
+        "Prometheus answered 400: bad query",
+    )
+
+
+@pytest.mark.parametrize("value", ["412", True, None, float("nan")])
+def test_what_is_not_a_number_is_no_value(value: Any) -> None:
+    result = evaluate(slo(RT), {"rt": value})
+    (objective,) = result.objectives
+    assert (objective.value, objective.status) == (None, "fail")
+
+
+def test_history_values_that_are_not_numbers_are_skipped() -> None:
+    history = [
+        Previous(result="pass", values={"rt": "fast"}),  # type: ignore[dict-item]
+        Previous(result="pass", values={"rt": 100.0}),
+    ]
+    s = slo(DELTA_ZERO, comparison=comparison(count=2, aggregate="avg"))
+    assert target_of(s, history) == 100
+
+
+def test_only_informational_objectives_pass_with_their_results_listed() -> None:
+    info = slo("- sli: rt\n- sli: err\n  key_sli: true\n")
+    result = evaluate(info, {"rt": 300, "err": 5})
+    assert (result.result, result.score, result.key_sli_failed) == ("pass", 100.0, False)
+    assert status(result) == [("rt", "info", 0.0), ("err", "info", 0.0)]

@@ -1,0 +1,156 @@
+"""What `receiver slo evaluate` says to each mistake a person makes at the prompt: the exit
+code 2 and one line naming the file, the field and what was expected. In-process (the
+interface itself is run as a subprocess in test_cli.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from receiver import cli
+from tests import processes, prometheus_standin
+
+SLO = "objectives:\n- sli: rt\n  pass: [{criteria: ['<600']}]\ntotal_score: {pass: '90%'}\n"
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    (tmp_path / "slo.yaml").write_text(SLO)
+    (tmp_path / "values.json").write_text(json.dumps({"rt": 300}))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("values", "previous", "message"),
+    [
+        (None, None, "receiver: --values is required with --slo"),
+        ("[1]", None, 'values.json: expected an object {"<sli name>": number or null}'),
+        ('{"rt": "fast"}', None, "values.json: rt: expected a number or null, got 'fast'"),
+        ("{not json", None, "values.json: not valid JSON: Expecting property name"),
+        ('{"rt": 1}', '{"a": 1}',
+         "previous.json: expected a list, newest first, of {result, values}"),
+        ('{"rt": 1}', "[3]", "previous.json: [0]: expected an object with result and values"),
+        ('{"rt": 1}', '[{"result": "great"}]',
+         "previous.json: [0].result: expected pass, warning or fail, got 'great'"),
+        ('{"rt": 1}', '[{"result": "pass", "values": {"rt": true}}]',
+         "previous.json: [0].values: rt: expected a number or null, got True"),
+    ],
+)  # fmt: skip
+def test_offline_mistakes_exit_2_naming_what_is_wrong(
+    files: Path,
+    capsys: pytest.CaptureFixture[str],
+    values: str | None,
+    previous: str | None,
+    message: str,
+) -> None:
+    argv = ["slo", "evaluate", "--slo", str(files / "slo.yaml")]
+    if values is not None:
+        (files / "values.json").write_text(values)
+        argv += ["--values", str(files / "values.json")]
+    if previous is not None:
+        (files / "previous.json").write_text(previous)
+        argv += ["--previous", str(files / "previous.json")]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_unreadable_values_file_says_why(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["slo", "evaluate", "--slo", str(files / "slo.yaml"), "--values", str(files / "nope")]
+    assert cli.main(argv) == 2
+    assert "nope: cannot read: No such file or directory" in capsys.readouterr().err
+
+
+def test_a_missing_previous_file_is_no_history(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["slo", "evaluate", "--slo", str(files / "slo.yaml"), "--values"]
+    argv += [str(files / "values.json"), "--previous", str(files / "none.json")]
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["result"] == "pass"
+
+
+def test_neither_offline_nor_live_arguments_say_which_to_give(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["slo", "evaluate"]) == 2
+    assert "give --slo and --values (offline) or --config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "receiver: --config needs --project, --stage, --service"),
+        (["--project", "sockshop", "--stage", "production", "--service", "orders"],
+         "receiver: no slo.yaml for sockshop/production/orders"),
+        (["--project", "sockshop", "--stage", "production", "--service", "carts",
+          "--window", "soon"], "expected a duration such as"),
+    ],
+)  # fmt: skip
+def test_live_mistakes_exit_2(
+    config_dir: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert cli.main(["slo", "evaluate", "--config", str(config_dir), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_live_evaluation_beside_something_that_is_not_a_journal_warns_and_goes_on(
+    config_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    values: dict[str, float | None] = {
+        prometheus_standin.response_time_p90("2s"): 300.0,
+        prometheus_standin.error_rate("2s"): 0.0,
+    }
+    (tmp_path / "journal.db").write_text("not a database")
+    with processes.serve_in_thread(prometheus_standin.create_app(values)) as url:
+        monkeypatch.setenv("RECEIVER_PROMETHEUS_URL", url)
+        monkeypatch.setenv("RECEIVER_STORE", str(tmp_path / "journal.db"))
+        argv = ["slo", "evaluate", "--config", str(config_dir), "--project", "sockshop"]
+        argv += ["--stage", "production", "--service", "carts", "--window", "2s"]
+        assert cli.main([*argv, "--output", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "receiver: warning: no history: cannot read the journal" in captured.err
+    assert json.loads(captured.out)["result"] == "pass"
+
+
+def write_service(config_dir: Path, service: str, **files: str) -> None:
+    directory = config_dir / "sockshop" / "production" / service
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / f"{name}.yaml").write_text(text)
+
+
+def test_rules_skip_what_they_cannot_render_and_say_why(
+    config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_service(config_dir, "orders", slo="objectives: {}\n")
+    write_service(
+        config_dir,
+        "users",
+        slo=SLO,
+        sli="spec_version: '1.0'\nprovider: dynatrace\nindicators: {rt: 'metricSelector=x'}\n",
+    )
+    write_service(config_dir, "payment", slo=SLO, sli="indicators: {other: up}\n")
+    assert cli.main(["rules", "--config", str(config_dir)]) == 1  # one file is broken
+    err = capsys.readouterr().err
+    assert "orders/slo.yaml: objectives: expected a list" in err
+    assert (
+        "receiver: sockshop/production/users: SLIs come from dynatrace; no Prometheus rules" in err
+    )
+    warnings = [line for line in err.splitlines() if line.startswith("receiver: warning:")]
+    assert len(warnings) == 1
+    assert "payment/slo.yaml" in warnings[0]
+    assert "'rt'" in warnings[0]
+
+
+def test_rules_refuse_a_window_that_is_not_a_duration(
+    config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["rules", "--config", str(config_dir), "--window", "soon"]) == 2
+    assert "expected a duration such as" in capsys.readouterr().err
