@@ -118,6 +118,7 @@ async def _journal_context(app: web.Application) -> AsyncIterator[None]:
         synchronous=settings.store_synchronous,
         max_pending=settings.store_max_pending,
         busy_timeout=settings.store_busy_timeout,
+        max_queued_per_service=settings.remediation_max_queued_per_service,
         clock=app[CLOCK].now,  # one time for journal and engine: cooldowns compare them
     )
     await journal.open()

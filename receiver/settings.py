@@ -144,6 +144,16 @@ class Settings:
     remediation_cooldown: float = _field(
         60.0, "remediation.cooldown", "RECEIVER_REMEDIATION_COOLDOWN", "duration"
     )
+    # An alert storm on one service must not queue a remediation per alert: problems of a
+    # rule already queued or running for the service join it, and at most this many
+    # remediations (different rules) are queued or running per service; more are recorded
+    # without one, with the reason.
+    remediation_max_queued_per_service: int = _field(
+        3,
+        "remediation.max_queued_per_service",
+        "RECEIVER_REMEDIATION_MAX_QUEUED_PER_SERVICE",
+        "int",
+    )
     # Keptn evaluated the SLO over the 10 minutes before the evaluation.
     remediation_evaluation_window: float = _field(
         600.0,

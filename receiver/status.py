@@ -67,7 +67,7 @@ def table(items: list[dict[str, Any]]) -> str:
                 str(item["id"]),
                 item["state"],
                 f"{item['project']}/{item['stage']}/{item['service']}",
-                _cut(item["title"], 32),
+                _cut(item["title"], 32) + _joined(item),
                 _cut(steps, 48),
                 (item.get("started_at") or item["created_at"] or "")[:19],
                 _cut(item.get("reason") or item.get("phase") or "", 60),
@@ -87,6 +87,20 @@ def timeline(item: dict[str, Any]) -> str:
         f"problem   {item['title']} [{item['source']} {item['problem_key']}, "
         f"{item['problem_state']}] on {item['project']}/{item['stage']}/{item['service']}",
         f"rule      {item['rule']} from {item.get('rule_file')}",
+        *(
+            [
+                f"joined    {item['joined']['problems']} more problems of the rule"
+                f" ({item['joined']['open']} open): "
+                + ", ".join(p["key"] for p in item.get("joined_problems", []))
+                + (
+                    " …"
+                    if item["joined"]["problems"] > len(item.get("joined_problems", []))
+                    else ""
+                )
+            ]
+            if item.get("joined", {}).get("problems")
+            else []
+        ),
         f"created   {item['created_at']}   started {item.get('started_at') or '-'}"
         f"   ended {item.get('ended_at') or '-'}",
     ]
@@ -110,6 +124,11 @@ def timeline(item: dict[str, Any]) -> str:
     if item["phase"] in ("wait", "cooldown") and item.get("phase_until"):
         lines.append(f"  waiting until {item['phase_until']}")
     return "\n".join(lines)
+
+
+def _joined(item: dict[str, Any]) -> str:
+    joined = item.get("joined", {}).get("problems", 0)
+    return f" (+{joined})" if joined else ""
 
 
 def _cut(text: str, width: int) -> str:

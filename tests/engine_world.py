@@ -28,6 +28,14 @@ RT, ERRORS = prometheus_standin.response_time_p90(), prometheus_standin.error_ra
 SLOW: dict[str, float | None] = {RT: 900.0, ERRORS: 0.0}  # p90 fails (<600), errors ok
 FAST: dict[str, float | None] = {RT: 300.0, ERRORS: 0.0}
 
+TWO_RULES = """
+remediations:
+- name: response_time_p90
+  actions: [{action: scaling, value: +1}]
+- name: error_rate
+  actions: [{action: scaling, value: +1}]
+"""  # two rules of one service: their remediations queue one behind the other
+
 TWO_ACTIONS = """
 apiVersion: spec.keptn.sh/0.1.4
 kind: Remediation

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from tests.conftest import AUTH
-from tests.engine_world import ERRORS, FAST, NS, RT, TWO_ACTIONS, WAIT, MakeWorld
+from tests.engine_world import ERRORS, FAST, NS, RT, TWO_ACTIONS, TWO_RULES, WAIT, MakeWorld
 
 
 async def test_healed_after_the_first_action(make_world: MakeWorld) -> None:
@@ -116,9 +116,9 @@ async def test_repeated_firing_starts_one_remediation(make_world: MakeWorld) -> 
 
 
 async def test_two_problems_of_one_service_are_serialized(make_world: MakeWorld) -> None:
-    world = await make_world(remediation_cooldown=120.0)
+    world = await make_world(TWO_RULES, remediation_cooldown=120.0)
     first = (await world.fire(key="fp-1"))["remediation_id"]
-    second = (await world.fire(title="response_time_p90 again", key="fp-2"))["remediation_id"]
+    second = (await world.fire(title="error_rate", key="fp-2"))["remediation_id"]
     await world.waiting(first, 0)
     assert (await world.get(second))["state"] == "pending"  # queued behind the first
     assert world.cluster.replicas(NS, "carts-primary") == 2  # only the first has acted
@@ -135,9 +135,9 @@ async def test_two_problems_of_one_service_are_serialized(make_world: MakeWorld)
 async def test_a_problem_resolved_during_the_cooldown_is_not_remediated(
     make_world: MakeWorld,
 ) -> None:
-    world = await make_world(remediation_cooldown=120.0)
+    world = await make_world(TWO_RULES, remediation_cooldown=120.0)
     first = (await world.fire(key="fp-1"))["remediation_id"]
-    second = (await world.fire(key="fp-2"))["remediation_id"]
+    second = (await world.fire(title="error_rate", key="fp-2"))["remediation_id"]
     await world.waiting(first, 0)
     world.slis.update(FAST)
     world.clock.advance(WAIT)

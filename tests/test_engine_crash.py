@@ -35,10 +35,12 @@ class Stage:
         self.cluster = cluster
         self.slis = slis
 
-    async def fire(self, key: str | None = None) -> int:
+    async def fire(self, key: str | None = None, title: str | None = None) -> int:
         body = payload("alertmanager-firing.json")
         if key is not None:
             body["alerts"][0]["fingerprint"] = key
+        if title is not None:
+            body["alerts"][0]["annotations"]["summary"] = title
         async with (
             aiohttp.ClientSession() as session,
             session.post(
@@ -159,7 +161,8 @@ async def test_killed_between_action_start_and_result_it_never_adds_a_second_del
 
 async def test_killed_while_queued_behind_another_remediation_both_complete(stage: Stage) -> None:
     first = await stage.fire()
-    second = await stage.fire(key="second")
+    # Another rule of the same service (a problem of the same rule would join the first).
+    second = await stage.fire(key="second", title="Response time degradation")
     await stage.until(first, lambda d: d["phase"] == "wait")
     await stage.receiver.kill()
     await stage.receiver.start()

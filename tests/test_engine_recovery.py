@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import AUTH
-from tests.engine_world import FAST, NS, RT, TWO_ACTIONS, WAIT, MakeWorld, World
+from tests.engine_world import FAST, NS, RT, TWO_ACTIONS, TWO_RULES, WAIT, MakeWorld, World
 
 
 def edit_journal(tmp_path: Path, *statements: str) -> None:
@@ -87,9 +87,9 @@ async def test_a_problem_resolved_while_down_is_not_remediated_further(
 
 
 async def test_a_remediation_cancelled_while_queued_never_begins(make_world: MakeWorld) -> None:
-    world = await make_world(remediation_cooldown=120.0)
+    world = await make_world(TWO_RULES, remediation_cooldown=120.0)
     first = (await world.fire(key="fp-1"))["remediation_id"]
-    second = (await world.fire(key="fp-2"))["remediation_id"]
+    second = (await world.fire(title="error_rate", key="fp-2"))["remediation_id"]
     await world.waiting(first, 0)
     response = await world.client.post(f"/api/v1/remediations/{second}/cancel", headers=AUTH)
     assert response.status == 202

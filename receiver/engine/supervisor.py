@@ -44,7 +44,6 @@ class Running:
     """One remediation the engine runs: its task, and the inbox its driver reads."""
 
     remediation_id: int
-    problem_id: int
     service: ServiceRef
     inbox: Inbox
     task: asyncio.Task[None] | None = None
@@ -109,7 +108,7 @@ class Engine:
         for scale_back in await self._store.scale_backs():
             self._spawn_scale_back(scale_back)
         for remediation in await self._store.unfinished():
-            self._spawn(remediation.id, remediation.problem_id, remediation.service)
+            self._spawn(remediation.id, remediation.service)
             logger.info(
                 "remediation.resumed",
                 extra={
@@ -138,13 +137,13 @@ class Engine:
     async def _route(self, feed: asyncio.Queue[JournalEvent]) -> None:
         while True:
             match await feed.get():
-                case RemediationCreated(remediation_id, problem_id, service):
-                    self._spawn(remediation_id, problem_id, service)
-                case ProblemResolved(problem_id=problem_id):
-                    for running in self._running.values():
-                        if running.problem_id == problem_id:
-                            has_slo = self._effects.has_slo(running.service)
-                            running.inbox.put_nowait(Resolved(has_slo=has_slo))
+                case RemediationCreated(remediation_id=remediation_id, service=service):
+                    self._spawn(remediation_id, service)
+                case ProblemResolved(problem_id, remediation_id, open_left):
+                    running = self._running.get(remediation_id)
+                    if running is not None and not open_left:  # every problem it was for
+                        has_slo = self._effects.has_slo(running.service)
+                        running.inbox.put_nowait(Resolved(has_slo=has_slo))
                     for pending in self._scale_backs.values():
                         if pending.problem_id == problem_id:
                             pending.resolved.set()
@@ -154,10 +153,10 @@ class Engine:
 
     # -- one remediation ---------------------------------------------------------------------
 
-    def _spawn(self, remediation_id: int, problem_id: int, service: ServiceRef) -> None:
+    def _spawn(self, remediation_id: int, service: ServiceRef) -> None:
         if remediation_id in self._running:
             return
-        running = Running(remediation_id, problem_id, service, asyncio.Queue())
+        running = Running(remediation_id, service, asyncio.Queue())
         self._running[remediation_id] = running
         running.task = asyncio.create_task(self._run(running), name=f"remediation-{remediation_id}")
         self._metrics.remediations_in_progress.set(len(self._running))

@@ -43,7 +43,12 @@ class RemediationCreated:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ProblemResolved:
+    """A problem of a remediation (its own, or one that joined it) was resolved; `open_left`
+    of its problems are still open (0: every problem it was for is resolved)."""
+
     problem_id: int
+    remediation_id: int
+    open_left: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,6 +98,11 @@ class RemediationStore(Protocol):
         ...
 
     async def problem_state(self, problem_id: int) -> ProblemState: ...
+
+    async def unresolved_problems(self, remediation_id: int) -> int:
+        """How many of the problems a remediation is for (its own and those that joined it)
+        are still open."""
+        ...
 
     async def last_ended(self, service: ServiceRef) -> float | None:
         """When the service's newest finished remediation ended (for the cooldown)."""
@@ -197,6 +207,7 @@ def open_journal(
     synchronous: str = "full",
     max_pending: int = 1000,
     busy_timeout: float = 5.0,
+    max_queued_per_service: int = 3,
     clock: Callable[[], float],
 ) -> Journal:
     """The journal at `url` (not opened yet): a file path is SQLite."""
@@ -207,6 +218,7 @@ def open_journal(
         synchronous=synchronous,
         max_pending=max_pending,
         busy_timeout=busy_timeout,
+        max_queued_per_service=max_queued_per_service,
         clock=clock,
     )
 

@@ -67,7 +67,14 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection, float], T]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What each version adds to the one before; a journal is brought up to date when opened.
+_MIGRATIONS = {
+    2: (  # coalescing: a problem that joined a remediation of the same service and rule
+        "ALTER TABLE problems ADD COLUMN remediation_id INTEGER REFERENCES remediations (id)",
+        "CREATE INDEX IF NOT EXISTS problems_remediation ON problems (remediation_id)",
+    ),
+}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY,
@@ -160,6 +167,7 @@ _PROBLEM_COLUMNS = (
     "id, source, key, occurrence, title, state, project, stage, service, url, repeats, "
     "first_seen, last_seen, resolved_at, ignored_reason"
 )
+_JOINED_SHOWN = 50  # problems listed on a remediation's timeline; all are counted
 _MAX_GROUP = 512  # requests per group commit; bounds the latency of one commit
 
 
@@ -178,9 +186,11 @@ class SQLiteJournal:
         synchronous: str = "full",
         max_pending: int = 1000,
         busy_timeout: float = 5.0,
+        max_queued_per_service: int = 3,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
+        self._max_queued = max_queued_per_service
         self._synchronous = synchronous.upper()
         self._max_pending = max_pending
         self._busy_timeout = busy_timeout
@@ -271,18 +281,14 @@ class SQLiteJournal:
         the same transaction as its problem: one per open problem, never lost in between.
         """
 
-        def job(connection: sqlite3.Connection, now: float) -> tuple[Recorded, ...]:
+        def job(
+            connection: sqlite3.Connection, now: float
+        ) -> tuple[tuple[Recorded, ...], list[JournalEvent]]:
             return self._apply(connection, now, source, delivery, notifications, decisions)
 
-        recorded = await self.write(job)
-        for n, result in zip(notifications, recorded, strict=True):  # committed: act on them
-            if result.remediation_id is not None and result.problem_id is not None:
-                assert n.service_ref is not None  # a remediation is only made for a service
-                self._publish(
-                    RemediationCreated(result.remediation_id, result.problem_id, n.service_ref)
-                )
-            elif result.outcome is Outcome.RESOLVED and result.problem_id is not None:
-                self._publish(ProblemResolved(result.problem_id))
+        recorded, events = await self.write(job)
+        for event in events:  # committed: whoever acts may act on them now
+            self._publish(event)
         return recorded
 
     def subscribe(self) -> asyncio.Queue[JournalEvent]:
@@ -302,11 +308,12 @@ class SQLiteJournal:
         delivery: bytes,
         notifications: Sequence[Notification],
         decisions: Sequence[Decision],
-    ) -> tuple[Recorded, ...]:
-        # Decisions come from the writer's in-memory index of open problems, so a
-        # notification costs no SELECT; the writes are batched per statement, in order.
+    ) -> tuple[tuple[Recorded, ...], list[JournalEvent]]:
+        # Decisions come from the writer's in-memory index of open problems and active
+        # remediations, so a notification costs no SELECT; writes are batched per statement.
         index = self._index
         writes = _Writes()
+        events: list[JournalEvent] = []
         delivery_id = index.take_delivery_id()
         writes.add(
             "INSERT INTO deliveries (id, received_at, source, body) VALUES (?, ?, ?, ?)",
@@ -333,11 +340,27 @@ class SQLiteJournal:
                 outcome, reason = Outcome.REPEATED, current.ignored_reason
             elif n.signal is Signal.OPEN:
                 problem_id = index.take_problem_id()
+                outcome = Outcome.OPENED
+                plan, ref = decision.plan, n.service_ref
+                joined: int | None = None
+                if plan is not None and ref is not None:
+                    active = index.active.setdefault(_service_key(ref), {})
+                    joined = active.get(plan.rule)
+                    if joined is None and len(active) >= self._max_queued:
+                        plan, reason = (
+                            None,
+                            (
+                                f"{len(active)} remediations of {ref} are queued or running"
+                                f" (remediation.max_queued_per_service = {self._max_queued}):"
+                                " recorded without one"
+                            ),
+                        )
                 writes.add(
                     "INSERT INTO problems (id, source, key, occurrence, title, state, project,"
-                    " stage, service, url, first_seen, last_seen, ignored_reason)"
+                    " stage, service, url, first_seen, last_seen, ignored_reason,"
+                    " remediation_id)"
                     " VALUES (?, ?, ?, 1 + (SELECT COALESCE(MAX(occurrence), 0) FROM problems"
-                    " WHERE source = ? AND key = ?), ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
+                    " WHERE source = ? AND key = ?), ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         problem_id,
                         n.source.value,
@@ -352,31 +375,27 @@ class SQLiteJournal:
                         now,
                         now,
                         reason,
+                        joined,
                     ),
                 )
-                index.open[open_key] = _OpenProblem(id=problem_id, ignored_reason=reason)
-                outcome = Outcome.OPENED
-                if decision.plan is not None and n.service_ref is not None:
+                if joined is not None:  # a storm on one service and rule: one remediation
+                    remediation_id = joined
+                    reason = f"joined remediation {joined} of the same service and rule"
+                elif plan is not None and ref is not None:
                     writes.flush(connection)  # the problem row first: the remediation refers to it
-                    remediation_id = connection.execute(
-                        "INSERT INTO remediations (problem_id, project, stage, service, plan,"
-                        " state, phase, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 'queued', ?)",
-                        (
-                            problem_id,
-                            n.project,
-                            n.stage,
-                            n.service,
-                            json.dumps(decision.plan.to_json()),
-                            now,
-                        ),
-                    ).lastrowid
+                    remediation_id = _create_remediation(connection, problem_id, ref, plan, now)
+                    index.active[_service_key(ref)][plan.rule] = remediation_id
+                    events.append(RemediationCreated(remediation_id, problem_id, ref))
+                index.opened(open_key, problem_id, reason if plan is None else None, remediation_id)
             elif current:
                 writes.add(
                     "UPDATE problems SET state = 'resolved', resolved_at = ?, last_seen = ?"
                     " WHERE id = ?",
                     (now, now, current.id),
                 )
-                del index.open[open_key]
+                left = index.resolved(open_key)
+                if current.remediation_id is not None:
+                    events.append(ProblemResolved(current.id, current.remediation_id, left))
                 outcome, reason = Outcome.RESOLVED, None
             else:
                 writes.flush(connection)
@@ -414,7 +433,7 @@ class SQLiteJournal:
                 )
             )
         writes.flush(connection)
-        return tuple(results)
+        return tuple(results), events
 
     async def record_evaluation(
         self,
@@ -493,7 +512,7 @@ class SQLiteJournal:
         *,
         scale_back: ScaleBack | None = None,
     ) -> None:
-        def job(connection: sqlite3.Connection, now: float) -> None:
+        def job(connection: sqlite3.Connection, now: float) -> JournalEvent | None:
             connection.execute(
                 "UPDATE remediations SET state = ?, phase = ?, step = ?, phase_until = ?,"
                 " reason = ?,"
@@ -519,8 +538,43 @@ class SQLiteJournal:
                     "UPDATE steps SET verdict = ? WHERE remediation_id = ? AND position = ?",
                     (judgement.verdict.value, remediation_id, judgement.position),
                 )
+            if not progress.finished:
+                return None
+            self._index.finished(remediation_id)
+            if progress.state is RemediationState.RESOLVED:
+                return self._carry_over(connection, remediation_id, now)
+            return None
 
-        await self.write(job, shed=False)
+        created = await self.write(job, shed=False)
+        if created is not None:
+            self._publish(created)
+
+    def _carry_over(
+        self, connection: sqlite3.Connection, remediation_id: int, now: float
+    ) -> JournalEvent | None:
+        """A remediation ended resolved while a problem that joined it at the last moment is
+        still open: that problem gets a remediation of its own, the others join it."""
+        rows = connection.execute(
+            "SELECT id FROM problems WHERE remediation_id = ? AND state = 'open' ORDER BY id",
+            (remediation_id,),
+        ).fetchall()
+        if not rows:
+            return None
+        heir = rows[0][0]
+        row = connection.execute(
+            "SELECT project, stage, service, plan FROM remediations WHERE id = ?",
+            (remediation_id,),
+        ).fetchone()
+        ref = ServiceRef(project=row[0], stage=row[1], service=row[2])
+        plan = Plan.from_json(json.loads(row[3]))
+        new_id = _create_remediation(connection, heir, ref, plan, now)
+        connection.execute("UPDATE problems SET remediation_id = NULL WHERE id = ?", (heir,))
+        connection.execute(
+            "UPDATE problems SET remediation_id = ? WHERE remediation_id = ? AND state = 'open'",
+            (new_id, remediation_id),
+        )
+        self._index.reload(connection)  # rare: simpler to re-read than to patch the mirror
+        return RemediationCreated(new_id, heir, ref)
 
     async def problem_state(self, problem_id: int) -> ProblemState:
         def query(connection: sqlite3.Connection) -> ProblemState:
@@ -528,6 +582,17 @@ class SQLiteJournal:
                 "SELECT state FROM problems WHERE id = ?", (problem_id,)
             ).fetchone()
             return ProblemState(state)
+
+        return await self.read(query)
+
+    async def unresolved_problems(self, remediation_id: int) -> int:
+        def query(connection: sqlite3.Connection) -> int:
+            ((count,),) = connection.execute(
+                "SELECT COUNT(*) FROM problems WHERE state = 'open' AND (remediation_id = ?"
+                " OR id = (SELECT problem_id FROM remediations WHERE id = ?))",
+                (remediation_id, remediation_id),
+            )
+            return int(count)
 
         return await self.read(query)
 
@@ -701,8 +766,7 @@ class SQLiteJournal:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute(f"PRAGMA synchronous = {self._synchronous}")
             connection.execute("PRAGMA foreign_keys = ON")
-            connection.executescript(_SCHEMA)
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            _migrate(connection)
             self._index.reload(connection)
         except sqlite3.Error as e:
             ready.set_exception(JournalUnavailable(f"cannot open journal {self.path}: {e}"))
@@ -876,10 +940,19 @@ class SQLiteJournal:
 class _OpenProblem:
     id: int
     ignored_reason: str | None
+    remediation_id: int | None  # the remediation it started or joined
+
+
+_ServiceKey = tuple[str, str, str]
+
+
+def _service_key(ref: ServiceRef) -> _ServiceKey:
+    return (ref.project, ref.stage, ref.service)
 
 
 class _OpenIndex:
-    """The writer's memory of open problems and of the next ids, mirrored from the database.
+    """The writer's memory of open problems, active remediations and the next ids, mirrored
+    from the database.
 
     The writer is the only writer, so the mirror stays exact; after a rolled-back
     transaction it is rebuilt from what the database holds.
@@ -887,19 +960,66 @@ class _OpenIndex:
 
     def __init__(self) -> None:
         self.open: dict[tuple[str, str], _OpenProblem] = {}
+        self.active: dict[_ServiceKey, dict[str, int]] = {}  # service → rule → remediation
+        self.members: dict[int, int] = {}  # remediation → how many of its problems are open
         self._next_problem_id = 1
         self._next_delivery_id = 1
 
     def reload(self, connection: sqlite3.Connection) -> None:
         self.open = {
-            (source, key): _OpenProblem(id=problem_id, ignored_reason=reason)
-            for source, key, problem_id, reason in connection.execute(
-                "SELECT source, key, id, ignored_reason FROM problems WHERE state = 'open'"
+            (source, key): _OpenProblem(id=problem_id, ignored_reason=reason, remediation_id=rid)
+            for source, key, problem_id, reason, rid in connection.execute(
+                "SELECT p.source, p.key, p.id, p.ignored_reason, COALESCE(p.remediation_id, r.id)"
+                " FROM problems p LEFT JOIN remediations r ON r.problem_id = p.id"
+                " WHERE p.state = 'open'"
             )
         }
+        self.members = {}
+        for problem in self.open.values():
+            if problem.remediation_id is not None:
+                self.members[problem.remediation_id] = (
+                    self.members.get(problem.remediation_id, 0) + 1
+                )
+        self.active = {}
+        for rid, project, stage, service, rule in connection.execute(
+            "SELECT id, project, stage, service, json_extract(plan, '$.rule') FROM remediations"
+            " WHERE state IN ('pending', 'running') ORDER BY id"
+        ):
+            self.active.setdefault((project, stage, service), {}).setdefault(rule, rid)
         ((problems,),) = connection.execute("SELECT COALESCE(MAX(id), 0) FROM problems")
         ((deliveries,),) = connection.execute("SELECT COALESCE(MAX(id), 0) FROM deliveries")
         self._next_problem_id, self._next_delivery_id = problems + 1, deliveries + 1
+
+    def opened(
+        self,
+        key: tuple[str, str],
+        problem_id: int,
+        ignored_reason: str | None,
+        remediation_id: int | None,
+    ) -> None:
+        self.open[key] = _OpenProblem(
+            id=problem_id, ignored_reason=ignored_reason, remediation_id=remediation_id
+        )
+        if remediation_id is not None:
+            self.members[remediation_id] = self.members.get(remediation_id, 0) + 1
+
+    def resolved(self, key: tuple[str, str]) -> int:
+        """Forget an open problem; how many of its remediation's problems are still open."""
+        problem = self.open.pop(key)
+        if problem.remediation_id is None:
+            return 0
+        left = self.members.get(problem.remediation_id, 1) - 1
+        if left:
+            self.members[problem.remediation_id] = left
+        else:
+            self.members.pop(problem.remediation_id, None)
+        return left
+
+    def finished(self, remediation_id: int) -> None:
+        for rules in self.active.values():
+            for rule, rid in list(rules.items()):
+                if rid == remediation_id:
+                    del rules[rule]
 
     def take_problem_id(self) -> int:
         self._next_problem_id += 1
@@ -954,6 +1074,35 @@ def _settle(outcomes: list[tuple[_Request, Any, BaseException | None]]) -> None:
         # A closed loop means nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, items)
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Create the schema, or bring a journal of an earlier version up to this one."""
+    ((version,),) = connection.execute("PRAGMA user_version")
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"the journal is of schema version {version}, newer than this receiver's"
+            f" ({SCHEMA_VERSION}): run the newer receiver, or start on an empty journal"
+        )
+    connection.executescript(_SCHEMA)  # the tables of version 1, where missing
+    connection.execute("BEGIN IMMEDIATE")
+    for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+        for statement in _MIGRATIONS[step]:
+            connection.execute(statement)
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    connection.execute("COMMIT")
+
+
+def _create_remediation(
+    connection: sqlite3.Connection, problem_id: int, ref: ServiceRef, plan: Plan, now: float
+) -> int:
+    remediation_id = connection.execute(
+        "INSERT INTO remediations (problem_id, project, stage, service, plan, state, phase,"
+        " created_at) VALUES (?, ?, ?, ?, ?, 'pending', 'queued', ?)",
+        (problem_id, ref.project, ref.stage, ref.service, json.dumps(plan.to_json()), now),
+    ).lastrowid
+    assert remediation_id is not None
+    return remediation_id
 
 
 def previous_evaluations(
@@ -1094,12 +1243,25 @@ def _timeline(connection: sqlite3.Connection, remediation_id: int, *, full: bool
         "ended_at": iso(row[12]),
         "steps": steps,
     }
+    ((joined, joined_open),) = connection.execute(
+        "SELECT COUNT(*), COALESCE(SUM(state = 'open'), 0) FROM problems WHERE remediation_id = ?",
+        (remediation_id,),
+    )
+    document["joined"] = {"problems": joined, "open": joined_open}
     if full:
         document |= {
             "plan": plan,
             "current_step": row[7],
             "phase_until": iso(row[8]),
             "cancel_requested": bool(row[13]),
+            "joined_problems": [  # the first ones; `joined.problems` counts them all
+                {"key": key, "title": title, "state": state, "first_seen": iso(seen)}
+                for key, title, state, seen in connection.execute(
+                    "SELECT key, title, state, first_seen FROM problems WHERE remediation_id = ?"
+                    " ORDER BY id LIMIT ?",
+                    (remediation_id, _JOINED_SHOWN),
+                )
+            ],
         }
     return document
 

@@ -1,0 +1,161 @@
+"""An alert storm on one service: problems of a rule already queued or running for the
+service join that remediation; other rules queue up to a cap; what is left over is recorded
+with the reason."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from receiver import status
+from tests.conftest import AUTH, payload
+from tests.engine_world import FAST, NS, TWO_RULES, WAIT, MakeWorld, World
+
+THREE_RULES = (
+    TWO_RULES
+    + """- name: Memory
+  actions: [{action: restart}]
+"""
+)
+
+
+def alert(key: str, title: str = "response_time_p90", status: str = "firing") -> dict[str, Any]:
+    template: dict[str, Any] = copy.deepcopy(payload("alertmanager-firing.json")["alerts"][0])
+    template.update(status=status, fingerprint=key)
+    template["annotations"]["summary"] = title
+    template["labels"]["pod_name"] = f"carts-{key}"  # per-pod alerts: each its own problem
+    return template
+
+
+async def post(world: World, *alerts: dict[str, Any]) -> list[dict[str, Any]]:
+    body = payload("alertmanager-firing.json") | {"alerts": list(alerts)}
+    response = await world.client.post(
+        "/webhooks/alertmanager", data=json.dumps(body), headers=AUTH
+    )
+    assert response.status == 200, await response.text()
+    recorded: list[dict[str, Any]] = (await response.json())["recorded"]
+    return recorded
+
+
+def scale_writes(world: World) -> int:
+    return sum(1 for method, path, _ in world.cluster.writes if path.endswith("/scale"))
+
+
+async def test_a_storm_of_2000_alerts_of_one_rule_is_one_remediation(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world()
+    recorded = await post(world, *(alert(f"pod-{i}") for i in range(2000)))
+    first, *rest = recorded
+    rid = first["remediation_id"]
+    assert first["outcome"] == "opened"
+    assert {(r["outcome"], r["remediation_id"]) for r in rest} == {("opened", rid)}
+    assert rest[0]["reason"] == f"joined remediation {rid} of the same service and rule"
+    await world.waiting(rid, 0)
+    listed = (await (await world.client.get("/api/v1/remediations")).json())["remediations"]
+    assert [(r["id"], r["joined"]) for r in listed] == [(rid, {"problems": 1999, "open": 1999})]
+    timeline = await world.get(rid)
+    assert len(timeline["joined_problems"]) == 50  # listed in part, counted in full
+    assert timeline["joined_problems"][0]["key"] == "pod-1"
+    assert scale_writes(world) == 1
+    # A late alert of the same storm joins too, and a repeat changes nothing.
+    (late,) = await post(world, alert("pod-late"))
+    (repeat,) = await post(world, alert("pod-7"))
+    assert (late["remediation_id"], repeat["outcome"]) == (rid, "repeated")
+
+
+async def test_it_ends_resolved_only_when_every_problem_it_was_for_is_resolved(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world()
+    (first,) = await post(world, alert("pod-1"))
+    rid = first["remediation_id"]
+    await post(world, alert("pod-2"), alert("pod-3"))
+    await world.waiting(rid, 0)
+    await post(world, alert("pod-1", status="resolved"), alert("pod-2", status="resolved"))
+    document = await world.waiting(rid, 0)  # pod-3 is still open: it keeps waiting
+    assert document["joined"] == {"problems": 2, "open": 1}
+    await post(world, alert("pod-3", status="resolved"))
+    done = await world.finished(rid)
+    assert (done["state"], done["reason"]) == ("resolved", "resolved by its source after 1 action")
+
+
+async def test_its_verdict_ends_it_for_every_problem_it_was_for(make_world: MakeWorld) -> None:
+    world = await make_world()
+    recorded = await post(world, alert("pod-1"), alert("pod-2"))
+    rid = recorded[0]["remediation_id"]
+    await world.waiting(rid, 0)
+    world.slis.update(FAST)
+    world.clock.advance(WAIT)
+    assert (await world.finished(rid))["state"] == "healed"
+    (after,) = await post(world, alert("pod-2"))  # still firing: a repeat, nothing new starts
+    assert (after["outcome"], after["remediation_id"]) == ("repeated", None)
+
+
+async def test_other_rules_queue_up_to_the_cap_and_the_rest_are_recorded_with_why(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world(THREE_RULES, remediation_max_queued_per_service=2)
+    recorded = await post(
+        world, alert("a", "response_time_p90"), alert("b", "error_rate"), alert("c", "Memory")
+    )
+    assert [r["remediation_id"] is not None for r in recorded] == [True, True, False]
+    assert recorded[2]["reason"] == (
+        "2 remediations of sockshop/production/carts are queued or running"
+        " (remediation.max_queued_per_service = 2): recorded without one"
+    )
+    problem = await (await world.client.get("/api/v1/problems/c")).json()
+    assert problem["ignored_reason"] == recorded[2]["reason"]
+    # Once one has ended, the service has room again.
+    await world.waiting(recorded[0]["remediation_id"], 0)
+    world.slis.update(FAST)
+    world.clock.advance(WAIT)
+    await world.finished(recorded[0]["remediation_id"])
+    (room,) = await post(world, alert("d", "Memory"))
+    assert room["remediation_id"] is not None
+
+
+async def test_a_restart_keeps_joining_problems_to_the_running_remediation(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world()
+    (first,) = await post(world, alert("pod-1"))
+    rid = first["remediation_id"]
+    await world.waiting(rid, 0)
+    await world.client.close()
+    restarted = await make_world(restart=world)
+    (late,) = await post(restarted, alert("pod-2"))
+    assert late["remediation_id"] == rid
+    await post(restarted, alert("pod-1", status="resolved"))
+    assert (await restarted.waiting(rid, 0))["joined"] == {"problems": 1, "open": 1}
+
+
+async def test_a_problem_that_joins_as_the_last_one_resolves_gets_its_own_remediation(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world()
+    (first,) = await post(world, alert("pod-1"))
+    rid = first["remediation_id"]
+    await world.waiting(rid, 0)
+    # One delivery: the last problem resolves, and a new one joins before the end is saved.
+    _, late = await post(world, alert("pod-1", status="resolved"), alert("pod-9"))
+    assert late["remediation_id"] == rid
+    assert (await world.finished(rid))["state"] == "resolved"
+    listed = (await (await world.client.get("/api/v1/remediations")).json())["remediations"]
+    heir = next(r for r in listed if r["id"] != rid)
+    assert (heir["problem_key"], heir["rule"]) == ("pod-9", "response_time_p90")
+    await world.waiting(heir["id"], 0)
+    assert world.cluster.replicas(NS, "carts-primary") == 3  # it acts for pod-9
+
+
+async def test_the_cli_shows_what_joined(make_world: MakeWorld) -> None:
+    world = await make_world()
+    recorded = await post(world, *(alert(f"pod-{i}") for i in range(61)))
+    rid = recorded[0]["remediation_id"]
+    await world.waiting(rid, 0)
+    listed = (await (await world.client.get("/api/v1/remediations")).json())["remediations"]
+    assert "response_time_p90 (+60)" in status.table(listed)
+    lines = status.timeline(await world.get(rid)).splitlines()
+    assert lines[3].startswith("joined    60 more problems of the rule (60 open): pod-1, pod-2")
+    assert lines[3].endswith("pod-50 …")
