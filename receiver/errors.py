@@ -4,6 +4,7 @@
     ├── ConfigError            a configuration file or setting is wrong (file + path inside it)
     ├── PayloadError           a webhook body cannot be used (names the offending field)
     ├── AuthError              missing or wrong credentials
+    ├── Overloaded             the event loop runs late: shed the request, the sender retries
     ├── SliError               an SLI could not be retrieved: its objective fails, with the reason
     ├── ActionError            a remediation action did not do its job
     │   ├── PermanentActionError   retrying cannot help (403, 404, bad token): the chain moves on
@@ -44,6 +45,10 @@ class PayloadError(ReceiverError):
 
 class AuthError(ReceiverError):
     """Missing or wrong credentials. Never carries the credentials themselves."""
+
+
+class Overloaded(ReceiverError):
+    """Too busy to take this request now (the event loop runs late); retry shortly."""
 
 
 class SliError(ReceiverError):

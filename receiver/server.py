@@ -6,7 +6,9 @@ error to its status code and a JSON body a person can act on, and measures every
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import json
 import logging
 import time
@@ -18,7 +20,7 @@ import prometheus_client as prom
 from aiohttp import web
 
 from receiver import clock as clocks
-from receiver import triage
+from receiver import loadshed, triage
 from receiver.actions.kubernetes import Kubernetes
 from receiver.actions.runner import Actions
 from receiver.auth import Credentials
@@ -29,6 +31,7 @@ from receiver.errors import (
     ConfigError,
     JournalError,
     JournalOverloaded,
+    Overloaded,
     PayloadError,
 )
 from receiver.journal import Journal, open_journal
@@ -58,6 +61,8 @@ RULES = web.AppKey("rules", triage.Rules)
 ENGINE = web.AppKey("engine", Engine)
 CLOCK = web.AppKey("clock", clocks.Clock)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+LAG = web.AppKey("lag", loadshed.LoopLag)
+SHED = web.AppKey("shed", loadshed.ShedSummary)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _PROBLEM_STATES = tuple(state.value for state in ProblemState)
@@ -87,6 +92,9 @@ def create_app(
     app[METRICS] = Metrics(registry if registry is not None else prom.CollectorRegistry())
     app[RULES] = triage.Rules(tree)
     app[CLOCK] = clock if clock is not None else clocks.SystemClock()
+    app[LAG] = loadshed.LoopLag()
+    app[SHED] = loadshed.ShedSummary()
+    app.cleanup_ctx.append(_lag_context)
     app.cleanup_ctx.append(_journal_context)
     app.cleanup_ctx.append(_actions_context)
     app.cleanup_ctx.append(_engine_context)
@@ -102,6 +110,14 @@ def create_app(
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     return app
+
+
+async def _lag_context(app: web.Application) -> AsyncIterator[None]:
+    monitor = asyncio.create_task(app[LAG].run(app[SHED]), name="loop-lag")
+    yield
+    monitor.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await monitor
 
 
 async def _journal_context(app: web.Application) -> AsyncIterator[None]:
@@ -195,9 +211,15 @@ async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.Str
         _reject(request, "unauthorized")
         response = _error(401, "unauthorized", detail=str(e))
         response.headers["WWW-Authenticate"] = request.app[CREDENTIALS].challenge
+    except Overloaded as e:
+        _reject(request, "loop_lag")
+        response = _error(503, "not recorded, retry later", detail=str(e))
+        response.headers["Retry-After"] = "1"
     except JournalError as e:
-        _reject(request, "overloaded" if isinstance(e, JournalOverloaded) else "journal")
-        logger.warning("journal.refused", extra={"error": str(e), "path": request.path})
+        reason = "overloaded" if isinstance(e, JournalOverloaded) else "journal"
+        _reject(request, reason)
+        if reason == "journal":  # a fault worth its own line; overload is summarized
+            logger.warning("journal.refused", extra={"error": str(e), "path": request.path})
         response = _error(503, "not recorded, retry later", detail=str(e))
         response.headers["Retry-After"] = "1" if isinstance(e, JournalOverloaded) else "5"
     except web.HTTPRequestEntityTooLarge as e:
@@ -234,6 +256,8 @@ def _reject(request: web.Request, reason: str) -> None:
     source = request.match_info.get("source") or request.path.rsplit("/", 1)[-1]
     if request.path.startswith("/webhooks/"):
         request.app[METRICS].rejected.labels(source=source, reason=reason).inc()
+        if reason in ("loop_lag", "overloaded"):
+            request.app[SHED].shed(reason)
 
 
 # -- webhooks ----------------------------------------------------------------------------------
@@ -258,6 +282,9 @@ async def _dynatrace_webhook(request: web.Request) -> web.Response:
 
 
 async def _authenticated_body(request: web.Request) -> bytes:
+    lag, limit = request.app[LAG].seconds, request.app[SETTINGS].max_loop_lag
+    if lag > limit:  # before reading the body: shedding must cost next to nothing
+        raise Overloaded(f"the receiver runs {lag:.2f} s behind (server.max_loop_lag {limit:g} s)")
     request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
     limit = request.app[SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:

@@ -68,6 +68,10 @@ class Settings:
     port: int = _field(8080, "server.port", "RECEIVER_PORT", "int")
     # Alertmanager groups are small; 1 MiB is ~1000 alerts and stops memory abuse.
     max_body_bytes: int = _field(1 << 20, "server.max_body_bytes", "RECEIVER_MAX_BODY_BYTES", "int")
+    # Under more load than the process can parse, webhooks are answered 503 (retry later) at
+    # once while the event loop runs this late, so that nothing waits for long and probes
+    # still answer.
+    max_loop_lag: float = _field(0.25, "server.max_loop_lag", "RECEIVER_MAX_LOOP_LAG", "duration")
 
     # In the working directory by default; the Kubernetes manifests point it at a volume.
     store_path: str = _field("receiver-journal.db", "store.path", "RECEIVER_STORE", "str")
