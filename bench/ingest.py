@@ -1,10 +1,19 @@
-"""Ingest throughput: the receiver (durable, synchronous=FULL) against a bare aiohttp app.
+"""Intake throughput, as a user runs it: the receiver on the example configuration with its
+default settings (log level info, synchronous=full: every 2xx after an fsync) against a bare
+aiohttp app that reads the body and answers 200.
 
-Posts Alertmanager webhooks of 10 alerts each, concurrently, to both servers in the same run
-and prints requests/s, p50 and p99 latency, the ratio of throughputs, and the receiver's peak
-resident memory. Both servers run as their own processes on loopback.
+Three mixes of Alertmanager webhooks of 10 alerts each, concurrency 32:
+  new        new alerts of a service without remediation.yaml (recorded, ignored with why)
+  storm      new alerts of sockshop/production/carts matching its response_time_p90 rule
+             (per-pod alerts: each its own problem; they join one remediation)
+  repeats    repeats of 20 open alert groups, what Alertmanager mostly sends
 
-    python bench/ingest.py [--requests 1000] [--concurrency 32]
+Rounds interleave the bare app and the receiver for each mix, so both see the same machine
+state. Per mix it prints the median ratio of throughputs, server CPU per webhook relative
+to the bare app's (from /proc/PID/stat), the receiver's p50/p99, and at the end the
+receiver's peak RSS. Both servers run as their own processes on loopback.
+
+    python bench/ingest.py [--rounds 3] [--requests 600] [--concurrency 32]
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,30 +39,62 @@ sys.path.insert(0, str(ROOT))
 from tests import processes  # noqa: E402
 from tests.conftest import AUTH, PAYLOADS, TOKEN  # noqa: E402
 
+ALERTS = 10
+TICKS = os.sysconf("SC_CLK_TCK")
 
-def webhook(request_index: int, alerts: int) -> bytes:
-    body: dict[str, Any] = json.loads((PAYLOADS / "alertmanager-firing.json").read_text())
-    template = body["alerts"][0]
-    # A service without remediation.yaml: this measures intake, not remediations.
-    template["labels"] = template["labels"] | {"service": "bench"}
-    body["alerts"] = [
-        template | {"fingerprint": f"{request_index:06d}{index:02d}"} for index in range(alerts)
+
+def body(keys: list[str], *, service: str, title: str) -> bytes:
+    document: dict[str, Any] = json.loads((PAYLOADS / "alertmanager-firing.json").read_text())
+    template = document["alerts"][0]
+    template["labels"] = template["labels"] | {"service": service}
+    template["annotations"] = template["annotations"] | {"summary": title}
+    document["alerts"] = [
+        template | {"fingerprint": key, "labels": template["labels"] | {"pod_name": key}}
+        for key in keys
     ]
-    return json.dumps(body).encode()
+    return json.dumps(document).encode()
+
+
+def mixes(requests: int, round_: int) -> dict[str, Callable[[str], list[bytes]]]:
+    """Each mix: the webhooks of one run against one server (`who` keeps keys apart)."""
+
+    def new(who: str) -> list[bytes]:
+        return [
+            body([f"{who}{round_}n{i}a{a}" for a in range(ALERTS)], service="bench", title="x")
+            for i in range(requests)
+        ]
+
+    def storm(who: str) -> list[bytes]:
+        return [
+            body(
+                [f"{who}{round_}s{i}a{a}" for a in range(ALERTS)],
+                service="carts",
+                title="response_time_p90",
+            )
+            for i in range(requests)
+        ]
+
+    def repeats(who: str) -> list[bytes]:
+        return [
+            body([f"{who}g{i % 20}a{a}" for a in range(ALERTS)], service="bench", title="x")
+            for i in range(requests)
+        ]
+
+    return {"new": new, "storm": storm, "repeats": repeats}
 
 
 async def load(url: str, bodies: list[bytes], concurrency: int) -> tuple[float, list[float]]:
     latencies: list[float] = []
     queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
+    for item in bodies:
+        queue.put_nowait(item)
     headers = AUTH | {"Content-Type": "application/json"}
 
     async def worker(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
-            body = queue.get_nowait()
+            item = queue.get_nowait()
             started = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as response:
+            async with session.post(url, data=item, headers=headers) as response:
                 await response.read()
                 if response.status != 200:
                     raise RuntimeError(f"{url} answered {response.status}")
@@ -66,6 +108,11 @@ async def load(url: str, bodies: list[bytes], concurrency: int) -> tuple[float, 
     return elapsed, latencies
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -73,69 +120,74 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def report(name: str, elapsed: float, latencies: list[float]) -> float:
-    rate = len(latencies) / elapsed
+async def run_once(url: str, pid: int, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
+    cpu_before = cpu_seconds(pid)
+    elapsed, latencies = await load(url, bodies, concurrency)
     ordered = sorted(latencies)
-    p50 = statistics.median(ordered) * 1000
-    p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000
-    print(
-        f"{name:<10} {rate:8.0f} req/s  {rate * 10:8.0f} alerts/s  "
-        f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms"
-    )
-    return rate
+    return {
+        "rate": len(bodies) / elapsed,
+        "cpu": (cpu_seconds(pid) - cpu_before) / len(bodies),
+        "p50": statistics.median(ordered) * 1000,
+        "p99": ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000,
+    }
 
 
-async def measure(bare_port: int, receiver_port: int, args: argparse.Namespace) -> float:
-    bodies = [
-        webhook(i % args.groups if args.groups else i, args.alerts) for i in range(args.requests)
-    ]
-    warmup = [webhook(10**5 + i, args.alerts) for i in range(50)]
-    await load(f"http://127.0.0.1:{bare_port}/webhooks/alertmanager", warmup, 8)
-    await load(f"http://127.0.0.1:{receiver_port}/webhooks/alertmanager", warmup, 8)
+async def measure(servers: dict[str, tuple[str, int]], args: argparse.Namespace) -> None:
+    for name, (url, _) in servers.items():  # warm up both the same way
+        await load(url, mixes(50, -1)["new"](f"warm{name}"), 8)
+    results: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for round_ in range(args.rounds):
+        for mix, make in mixes(args.requests, round_).items():
+            order = ["bare", "receiver"] if round_ % 2 == 0 else ["receiver", "bare"]
+            measured = {
+                who: await run_once(*servers[who], make(who), args.concurrency) for who in order
+            }
+            results.setdefault(mix, []).append((measured["bare"], measured["receiver"]))
     print(
-        f"{args.requests} webhooks of {args.alerts} alerts"
-        f" ({f'repeats of {args.groups} groups' if args.groups else 'all new problems'}), "
-        f"concurrency {args.concurrency}, cpu count {os.cpu_count()}"
+        f"{args.rounds} interleaved rounds of {args.requests} webhooks x {ALERTS} alerts per mix,"
+        f" concurrency {args.concurrency}, {os.cpu_count()} cores; receiver at default settings"
     )
-    bare_url = f"http://127.0.0.1:{bare_port}/webhooks/alertmanager"
-    bare_rate = report("bare app", *await load(bare_url, bodies, args.concurrency))
-    receiver_url = f"http://127.0.0.1:{receiver_port}/webhooks/alertmanager"
-    receiver_rate = report("receiver", *await load(receiver_url, bodies, args.concurrency))
-    ratio = receiver_rate / bare_rate
-    print(f"ratio      {ratio:.2f} of the bare app's throughput")
-    return ratio
+    print(f"{'mix':<9} {'ratio':>6} {'cpu x':>6} {'bare req/s':>11} {'recv req/s':>11}"
+          f" {'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
+    for mix, pairs in results.items():
+        ratio = statistics.median(r["rate"] / b["rate"] for b, r in pairs)
+        cpu = statistics.median(r["cpu"] / b["cpu"] for b, r in pairs if b["cpu"] > 0)
+        print(
+            f"{mix:<9} {ratio:6.2f} {cpu:6.1f}"
+            f" {statistics.median(b['rate'] for b, _ in pairs):11.0f}"
+            f" {statistics.median(r['rate'] for _, r in pairs):11.0f}"
+            f" {statistics.median(r['p50'] for _, r in pairs):7.1f}"
+            f" {statistics.median(r['p99'] for _, r in pairs):7.1f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=600)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--alerts", type=int, default=10)
-    parser.add_argument(
-        "--groups",
-        type=int,
-        default=0,
-        help="distinct alert groups (0: every webhook new; N: repeats of N groups, as"
-        " Alertmanager sends them every repeat_interval)",
-    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bare_port, receiver_port = processes.free_port(), processes.free_port()
         bare = subprocess.Popen(
             [sys.executable, str(ROOT / "bench" / "bare_app.py"), str(bare_port)]
         )
-        env = {
-            "RECEIVER_STORE": f"{tmp}/journal.db",
-            "RECEIVER_AUTH_TOKEN": TOKEN,
-            "RECEIVER_LOG_LEVEL": "warning",
-        }
+        env = {"RECEIVER_STORE": f"{tmp}/journal.db", "RECEIVER_AUTH_TOKEN": TOKEN}
         try:
             processes.wait_http(f"http://127.0.0.1:{bare_port}/healthz", process=bare)
             log = Path(tmp) / "receiver.log"
             with processes.receiver(ROOT / "config", port=receiver_port, log=log, **env) as rcv:
-                asyncio.run(measure(bare_port, receiver_port, args))
-                alerts = (args.requests + 50) * args.alerts
-                print(f"receiver peak RSS {peak_rss_mb(rcv.pid):.1f} MB after {alerts} alerts")
+                servers = {
+                    "bare": (f"http://127.0.0.1:{bare_port}/webhooks/alertmanager", bare.pid),
+                    "receiver": (
+                        f"http://127.0.0.1:{receiver_port}/webhooks/alertmanager",
+                        rcv.pid,
+                    ),
+                }
+                asyncio.run(measure(servers, args))
+                print(f"receiver peak RSS {peak_rss_mb(rcv.pid):.1f} MB")
+                lines = log.read_text().count("\n")
+                print(f"receiver log: {lines} lines, {log.stat().st_size / 1024:.0f} KiB")
         finally:
             bare.terminate()
             bare.wait()
