@@ -197,6 +197,11 @@ def test_an_unknown_action_in_a_journaled_plan_is_an_error_not_an_escalation() -
          [("kind", "expected Remediation, got 'Job'")]),
         ("apiVersion: spec.keptn.sh/0.1.4\nspec: 3",
          [("spec", "expected a mapping with remediations")]),
+        ("remediations: [{name: '', actions: [{action: restart}]}]",
+         [("remediations[0].name", "missing: the problem title prefix")]),
+        ("remediations: [{name: x, actions: [{action: featuretoggle, value: ':off'}]}]",
+         [("remediations[0].actions[0].value",
+           "expected a flag name and on or off, got '': 'off'")]),
     ],
 )  # fmt: skip
 def test_a_broken_file_names_the_path_of_each_problem(
@@ -240,3 +245,82 @@ def test_check_reports_every_file_of_the_tree(tmp_path: Path) -> None:
     ]
     with pytest.raises(ConfigError, match="expected a list of actions"):
         remediation.load(bad / "remediation.yaml")
+
+
+def test_a_broken_rule_does_not_stop_the_rules_after_it_and_carries_its_own_error() -> None:
+    rules, errors = remediation.parse(
+        yaml.safe_load(
+            "remediations:\n- {name: broken, actions: [{action: reboot}]}\n"
+            "- {name: fine, actions: [{action: restart}]}\n"
+            "- 7\n- {name: also fine, actions: [{action: escalate}]}\n"
+        ),
+        "carts/remediation.yaml",
+    )
+    assert rules.file == "carts/remediation.yaml"
+    assert [(r.problem_type, r.error) for r in rules.rules] == [
+        (
+            "broken",
+            "carts/remediation.yaml: remediations[0].actions[0].action: unknown action 'reboot':"
+            " expected one of scaling, featuretoggle, toggle-feature, restart, escalate",
+        ),
+        ("fine", None),
+        ("also fine", None),
+    ]
+    assert [e.path for e in errors] == ["remediations[0].actions[0].action", "remediations[2]"]
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "message"),
+    [
+        ("spec: {remediations: []}", "apiVersion", "expected spec.keptn.sh/0.1.x, got None"),
+        ("apiVersion: spec.keptn.sh/0.1.4", "spec", "expected a mapping with remediations"),
+    ],
+)
+def test_either_half_of_the_keptn_07_header_marks_the_07_format(
+    text: str, path: str, message: str
+) -> None:
+    _, errors = remediation.parse(yaml.safe_load(text), "remediation.yaml")
+    assert (errors[0].path, errors[0].message) == (path, message)
+
+
+def test_the_plan_keeps_the_rule_as_written() -> None:
+    rules, _ = remediation.parse(yaml.safe_load(KEPTN_07), "carts/remediation.yaml")
+    rule = rules.match("Response time degradation detected")
+    assert rule is not None
+    plan = rule.plan(rule_file="carts/remediation.yaml")
+    assert plan.to_json() == {
+        "rule": "Response time degradation",
+        "actions": [
+            {"action": "scaling", "value": "1", "name": "scaling", "description": "Scale up"}
+        ],
+        "wait": None,
+        "evaluation_window": None,
+        "dry_run": False,
+        "rule_file": "carts/remediation.yaml",
+    }
+    options, _ = remediation.parse(
+        yaml.safe_load(
+            "remediations:\n- {name: x, wait: 1m, evaluation_window: 2m, dry_run: true,"
+            " actions: [{action: scaling, value: -1}]}\n"
+        ),
+        "r.yaml",
+    )
+    planned = options.rules[0].plan(rule_file="r.yaml")
+    assert (planned.wait, planned.evaluation_window, planned.dry_run) == (60.0, 120.0, True)
+    assert planned.actions[0].action == "scaling"
+    assert (planned.actions[0].value, planned.actions[0].title) == (-1, None)
+
+
+def test_loading_a_file_keeps_its_good_rules_and_names_the_file(tmp_path: Path) -> None:
+    file = tmp_path / "remediation.yaml"
+    file.write_text(
+        "remediations:\n- {name: x, actions: [{action: reboot}]}\n"
+        "- {name: y, actions: [{action: restart}]}\n"
+    )
+    loaded = remediation.load(file)
+    assert (loaded.file, [r.problem_type for r in loaded.rules]) == (str(file), ["x", "y"])
+    assert str(loaded.rules[0].error).startswith(f"{file}: remediations[0].actions[0].action")
+    file.write_text("remediations: [{name: x, actions: []}]\n")
+    with pytest.raises(ConfigError) as caught:
+        remediation.load(file)
+    assert (caught.value.file, caught.value.path) == (str(file), "remediations[0].actions")

@@ -112,6 +112,18 @@ total_score: {pass: "90%", warning: "75%"}
          "expected a percentage such as '90%', got 'ninety'"),
         ({"spec_version": "2.0"}, "spec_version", "expected '1.0' or '0.1.x', got '2.0'"),
         ({"filter": [1]}, "filter", "expected a mapping of placeholder names to values"),
+        ({"objectives": [{"sli": ""}]}, "objectives[0].sli",
+         "missing: the name of an indicator in sli.yaml"),
+        ({"objectives": [{"sli": "a", "weight": -1}]}, "objectives[0].weight",
+         "expected a whole number, got -1"),
+        ({"comparison": {"number_of_comparison_results": True}},
+         "comparison.number_of_comparison_results", "expected a whole number >= 1, got True"),
+        ({"objectives": [{"sli": "a", "pass": [5]}]}, "objectives[0].pass[0].criteria",
+         "expected a list of criteria strings such as '<600'"),
+        ({"objectives": [{"sli": "a", "warning": {"x": 1}}]}, "objectives[0].warning",
+         "expected a list of {criteria: [...]}"),
+        ({"total_score": {"pass": "90%", "warning": "lots"}}, "total_score.warning",
+         "expected a percentage such as '90%', got 'lots'"),
     ],
 )  # fmt: skip
 def test_unusable_slo_files_name_the_path(document: Any, path: str, message: str) -> None:
@@ -130,5 +142,29 @@ def test_unparsable_criteria_are_reported_but_do_not_stop_loading() -> None:
         "total_score": {"pass": "90%"},
     }
     slo, problems = objectives.parse(document, "slo.yaml")
-    assert [p.path for p in problems] == ["objectives[0].pass[0].criteria[1]"]
+    assert [(p.file, p.path, p.message) for p in problems] == [
+        (
+            "slo.yaml",
+            "objectives[0].pass[0].criteria[1]",
+            "invalid criteria string: expected e.g. '<600' or '<=+10%'",
+        )
+    ]
     assert slo.objectives[0].pass_criteria[0][1].error is not None
+
+
+def test_the_file_header_filter_and_optional_thresholds_are_kept_as_written() -> None:
+    slo, _ = objectives.parse(
+        {
+            "spec_version": "0.1.1",
+            "filter": {"handler": None, "id": 7},
+            "objectives": [{"sli": "a", "weight": 0}],
+            "total_score": {"pass": "90%", "warning": ""},
+        },
+        "slo.yaml",
+    )
+    assert (slo.spec_version, slo.filter, slo.total_warning) == (
+        "0.1.1",
+        {"handler": "", "id": "7"},
+        None,
+    )
+    assert slo.objectives[0].weight == 1
