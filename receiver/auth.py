@@ -8,7 +8,6 @@ constant time, and no credential is ever put in an error or a log line.
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import hmac
 
@@ -60,7 +59,7 @@ class Credentials:
         if scheme.lower() == "basic" and self.basic_password is not None:
             try:
                 decoded = base64.b64decode(value, validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 inside
                 raise AuthError("malformed basic credentials") from None
             username, _, password = decoded.partition(":")
             # Both compared, always: an early exit would tell which half was wrong by timing.
@@ -69,8 +68,13 @@ class Credentials:
             if user_ok and password_ok:
                 return
             raise AuthError("wrong basic credentials")
-        raise AuthError(f"unsupported authorization scheme {scheme[:20]!r}")
+        # Not quoted: a token sent without its scheme would be echoed to whoever sent it.
+        raise AuthError("unsupported authorization scheme: expected Bearer or Basic")
 
 
 def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    # surrogatepass: a header byte that is not UTF-8 arrives as a lone surrogate; it must
+    # compare unequal, not raise.
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )

@@ -11,6 +11,7 @@ import collections
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -66,6 +67,45 @@ SHED = web.AppKey("shed", loadshed.ShedSummary)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _PROBLEM_STATES = tuple(state.value for state in ProblemState)
+_MAX_ID = (1 << 63) - 1  # SQLite's largest integer
+
+
+class _ClientErrors(logging.Filter):
+    """aiohttp logs a malformed request (bare LF line ends, bad headers, a body that is not
+    what its Content-Encoding says, a client gone mid-body) at error level with a traceback
+    and the raw request — its Authorization header included. That is the client's fault,
+    not ours: one warning line, at most one a second, naming the error's type only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = 0.0
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(
+            error,
+            aiohttp.http_exceptions.HttpProcessingError
+            | web.RequestPayloadError
+            | ConnectionResetError,
+        ):
+            return True
+        now = time.monotonic()
+        if now - self._last < 1.0:
+            self._dropped += 1
+            return False
+        record.msg, record.args = "http.bad_request", ()
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        record.__dict__.update(error=type(error).__name__, dropped=self._dropped)
+        self._last, self._dropped = now, 0
+        return True
+
+
+def _quiet_client_errors() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _ClientErrors) for f in server_log.filters):
+        server_log.addFilter(_ClientErrors())
 
 
 def create_app(
@@ -75,6 +115,7 @@ def create_app(
     registry: prom.CollectorRegistry | None = None,
     clock: clocks.Clock | None = None,
 ) -> web.Application:
+    _quiet_client_errors()
     credentials = Credentials.from_settings(settings)
     if not credentials.disabled and not credentials.configured:
         raise ConfigError(
@@ -289,20 +330,56 @@ async def _authenticated_body(request: web.Request) -> bytes:
     limit = request.app[SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    return await request.read()
+    try:
+        return await request.read()
+    except web.RequestPayloadError:  # not what its Content-Encoding says, or cut short
+        encoding = request.headers.get("Content-Encoding", "identity")[:20]
+        raise PayloadError(
+            "body", f"cannot be read as sent (Content-Encoding {encoding!r})"
+        ) from None
 
 
 def _decode(body: bytes) -> Any:
     if not body.strip():
         raise PayloadError("body", "empty; expected a JSON object")
     try:
-        return json.loads(body)
+        document = json.loads(body)
     except UnicodeDecodeError:
         raise PayloadError("body", "not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise PayloadError(
             "body", f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}"
         ) from None
+    except RecursionError:
+        raise PayloadError("body", "JSON nested too deeply") from None
+    except ValueError as e:  # an integer of more digits than Python converts
+        raise PayloadError("body", f"unusable JSON: {e}") from None
+    if _ESCAPED_SURROGATE.search(body) and not _encodable(document):
+        raise PayloadError("body", "a string holds a lone UTF-16 surrogate (\\ud800-\\udfff)")
+    return document
+
+
+# A \uD800-\uDFFF escape: JSON admits a lone one, UTF-8 (and so the journal) does not.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodable(value: Any) -> bool:
+    """Every string in `value` can be written as UTF-8 (iteratively: depth is bounded by
+    the JSON decoder already)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return True
 
 
 async def _record(
@@ -359,9 +436,16 @@ def _authorize_read(request: web.Request) -> None:
 
 
 def _limit(request: web.Request) -> int:
-    text = request.query.get("limit", "100")
-    if not text.isdigit() or not 1 <= int(text) <= 1000:
-        raise PayloadError("limit", f"expected a whole number from 1 to 1000, got {text!r}")
+    return _number(request.query.get("limit", "100"), "limit", low=1, high=1000)
+
+
+def _number(text: str, field: str, *, low: int, high: int) -> int:
+    """A whole number written in ASCII digits within [low, high]; PayloadError otherwise
+    (str.isdigit alone admits '²', which int() refuses)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 19) or not (
+        low <= int(text) <= high
+    ):
+        raise PayloadError(field, f"expected a whole number from {low} to {high}, got {text!r}")
     return int(text)
 
 
@@ -383,7 +467,13 @@ async def _list_problems(request: web.Request) -> web.Response:
 async def _get_problem(request: web.Request) -> web.Response:
     _authorize_read(request)
     key = ProblemKey(request.match_info["key"])
-    problem = await request.app[JOURNAL].problem(key)
+    page = _number(request.query.get("notifications", "50"), "notifications", low=1, high=500)
+    before = request.query.get("before")
+    problem = await request.app[JOURNAL].problem(
+        key,
+        notifications=page,
+        before=None if before is None else _number(before, "before", low=1, high=_MAX_ID),
+    )
     if problem is None:
         return _error(404, "no such problem", key=key)
     return web.json_response(problem)
@@ -420,10 +510,7 @@ async def _list_remediations(request: web.Request) -> web.Response:
 
 
 def _remediation_id(request: web.Request) -> int:
-    text = request.match_info["id"]
-    if not text.isdigit():
-        raise PayloadError("id", f"expected a remediation number, got {text!r}")
-    return int(text)
+    return _number(request.match_info["id"], "id", low=0, high=_MAX_ID)
 
 
 async def _get_remediation(request: web.Request) -> web.Response:

@@ -172,7 +172,11 @@ class Reads(Protocol):
         limit: int = 100,
     ) -> list[dict[str, Any]]: ...
 
-    async def problem(self, key: ProblemKey) -> dict[str, Any] | None: ...
+    async def problem(
+        self, key: ProblemKey, *, notifications: int = 50, before: int | None = None
+    ) -> dict[str, Any] | None:
+        """The newest occurrence of `key` with a page of its notifications, newest first."""
+        ...
 
     async def notifications(
         self, *, outcome: str | None = None, limit: int = 100

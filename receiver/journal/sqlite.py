@@ -877,8 +877,13 @@ class SQLiteJournal:
         rows = await self.read(lambda c: c.execute(sql, (*values, limit)).fetchall())
         return [_problem(row) for row in rows]
 
-    async def problem(self, key: ProblemKey) -> dict[str, Any] | None:
-        """The newest occurrence of `key`, with its notifications and earlier occurrences."""
+    async def problem(
+        self, key: ProblemKey, *, notifications: int = 50, before: int | None = None
+    ) -> dict[str, Any] | None:
+        """The newest occurrence of `key`, its earlier occurrences, and a page of its
+        notifications, newest first: at most `notifications` of them, older than the id
+        `before`. A read costs what it returns: each stored delivery is parsed once, and
+        only for the notifications on the page."""
 
         def query(connection: sqlite3.Connection) -> dict[str, Any] | None:
             rows = connection.execute(
@@ -898,13 +903,25 @@ class SQLiteJournal:
                 }
                 for r in rows
             ]
-            notes = connection.execute(
-                "SELECT n.id, n.received_at, n.signal, n.outcome, n.reason, n.position,"
-                " d.body FROM notifications n JOIN deliveries d ON d.id = n.delivery_id"
-                " WHERE n.problem_id = ? ORDER BY n.id",
-                (problem["id"],),
+            ((total,),) = connection.execute(
+                "SELECT COUNT(*) FROM notifications WHERE problem_id = ?", (problem["id"],)
+            )
+            page = connection.execute(
+                "SELECT id, received_at, signal, outcome, reason, position, source, delivery_id"
+                " FROM notifications WHERE problem_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                (problem["id"], before if before is not None else 1 << 62, notifications),
             ).fetchall()
-            problem["notifications"] = [_notification(row) for row in notes]
+            bodies: dict[int, Any] = {}
+            for row in page:
+                if row["delivery_id"] not in bodies:
+                    (text,) = connection.execute(
+                        "SELECT body FROM deliveries WHERE id = ?", (row["delivery_id"],)
+                    ).fetchone()
+                    bodies[row["delivery_id"]] = _parsed(text)
+            problem["notifications"] = [_notification(row, bodies) for row in page]
+            problem["notifications_total"] = total
+            if len(page) == notifications and page:
+                problem["notifications_next"] = page[-1]["id"]  # ?before= for the next page
             return problem
 
         return await self.read(query)
@@ -1286,10 +1303,19 @@ def _problem(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _notification(row: sqlite3.Row) -> dict[str, Any]:
-    body = json.loads(row["body"])
-    if isinstance(body, dict) and isinstance(body.get("alerts"), list):
-        payload = body["alerts"][row["position"]]  # one alert of an Alertmanager group
+def _parsed(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:  # recorded as received; only bodies that parsed were recorded
+        return None
+
+
+def _notification(row: sqlite3.Row, bodies: dict[int, Any]) -> dict[str, Any]:
+    body = bodies[row["delivery_id"]]
+    alerts = body.get("alerts") if isinstance(body, dict) else None
+    if row["source"] == Source.ALERTMANAGER.value and isinstance(alerts, list):
+        position = row["position"]
+        payload = alerts[position] if 0 <= position < len(alerts) else None  # one of a group
     else:
         payload = body
     return {
