@@ -31,6 +31,7 @@ class Signal(enum.Enum):
 class ProblemState(enum.Enum):
     OPEN = "open"
     RESOLVED = "resolved"
+    EXPIRED = "expired"  # no notification within problems.stale_after: closed by the receiver
 
 
 class RemediationState(enum.Enum):
@@ -40,6 +41,7 @@ class RemediationState(enum.Enum):
     ESCALATED = "escalated"  # no action healed it: handed to people
     RESOLVED = "resolved"  # resolved by its source before it could heal it
     CANCELLED = "cancelled"  # stopped by hand
+    EXPIRED = "expired"  # its problems went stale (no notification within problems.stale_after)
 
     @property
     def finished(self) -> bool:

@@ -158,6 +158,12 @@ class Settings:
         "RECEIVER_REMEDIATION_MAX_QUEUED_PER_SERVICE",
         "int",
     )
+    # A problem that has had no notification for this long is closed as `expired` (its
+    # source lost it, or the resolve never came; Alertmanager resends firing alerts every
+    # repeat_interval, 4h by default), and its remediation stops. 0: never.
+    problems_stale_after: float = _field(
+        86400.0, "problems.stale_after", "RECEIVER_PROBLEMS_STALE_AFTER", "duration"
+    )
     # Keptn evaluated the SLO over the 10 minutes before the evaluation.
     remediation_evaluation_window: float = _field(
         600.0,

@@ -110,6 +110,17 @@ class World:
             await asyncio.sleep(0.01)
         raise AssertionError(f"remediation {remediation_id} never reached {what}: {document}")
 
+    async def until_problem(
+        self, key: str, predicate: Callable[[dict[str, Any]], bool], what: str
+    ) -> dict[str, Any]:
+        for _ in range(500):
+            response = await self.client.get(f"/api/v1/problems/{key}")
+            document: dict[str, Any] = await response.json()
+            if predicate(document):
+                return document
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"problem {key} never reached {what}: {document}")
+
     async def waiting(self, remediation_id: int, step: int) -> dict[str, Any]:
         document = await self.until(
             remediation_id,

@@ -25,7 +25,7 @@ from receiver.errors import JournalError
 from receiver.journal import RemediationStore
 from receiver.logs import Bound
 from receiver.metrics import Metrics
-from receiver.models import RemediationState
+from receiver.models import ProblemState, RemediationState
 from receiver.remediation import machine
 from receiver.remediation.model import (
     Act,
@@ -37,6 +37,7 @@ from receiver.remediation.model import (
     Escalate,
     Evaluate,
     Event,
+    Expired,
     Finish,
     Judged,
     Phase,
@@ -113,7 +114,10 @@ class Driver:
         if remediation.cancel_requested:
             inbox.put_nowait(Cancelled())
         if not await self._store.unresolved_problems(remediation.id):  # its own and joined ones
-            inbox.put_nowait(Resolved(has_slo=self._effects.has_slo(remediation.service)))
+            if await self._store.problem_state(remediation.problem_id) is ProblemState.EXPIRED:
+                inbox.put_nowait(Expired())
+            else:
+                inbox.put_nowait(Resolved(has_slo=self._effects.has_slo(remediation.service)))
 
     async def _loop(self, remediation: Remediation, inbox: Inbox, log: Bound) -> None:
         plan, progress = remediation.plan, remediation.progress

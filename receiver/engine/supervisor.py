@@ -24,6 +24,7 @@ from receiver.configtree import ConfigTree
 from receiver.engine import leadership
 from receiver.engine.driver import Driver, Inbox
 from receiver.engine.effects import Effects, SliProviders
+from receiver.errors import JournalError
 from receiver.journal import (
     CancelRequested,
     JournalEvent,
@@ -33,7 +34,7 @@ from receiver.journal import (
 )
 from receiver.metrics import Metrics
 from receiver.models import ProblemState, ServiceRef
-from receiver.remediation.model import Cancelled, Resolved, ScaleBack, ScaleBackState
+from receiver.remediation.model import Cancelled, Expired, Resolved, ScaleBack, ScaleBackState
 from receiver.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class Engine:
         self._scale_backs: dict[int, PendingScaleBack] = {}  # by remediation id
         self._feed: asyncio.Queue[JournalEvent] | None = None
         self._router: asyncio.Task[None] | None = None
+        self._expiry: asyncio.Task[None] | None = None
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -118,12 +120,15 @@ class Engine:
                 },
             )
         self._router = asyncio.create_task(self._route(self._feed), name="engine-router")
+        if self._settings.problems_stale_after > 0:
+            self._expiry = asyncio.create_task(self._expire(), name="engine-expiry")
 
     async def stop(self) -> None:
         tasks = [
             *(r.task for r in self._running.values() if r.task is not None),
             *(s.task for s in self._scale_backs.values() if s.task is not None),
             *([self._router] if self._router is not None else []),
+            *([self._expiry] if self._expiry is not None else []),
         ]
         for task in tasks:
             task.cancel()
@@ -139,17 +144,32 @@ class Engine:
             match await feed.get():
                 case RemediationCreated(remediation_id=remediation_id, service=service):
                     self._spawn(remediation_id, service)
-                case ProblemResolved(problem_id, remediation_id, open_left):
+                case ProblemResolved(problem_id, remediation_id, open_left, expired):
                     running = self._running.get(remediation_id)
                     if running is not None and not open_left:  # every problem it was for
                         has_slo = self._effects.has_slo(running.service)
-                        running.inbox.put_nowait(Resolved(has_slo=has_slo))
+                        running.inbox.put_nowait(Expired() if expired else Resolved(has_slo))
                     for pending in self._scale_backs.values():
                         if pending.problem_id == problem_id:
                             pending.resolved.set()
                 case CancelRequested(remediation_id=remediation_id):
                     if remediation_id in self._running:
                         self._running[remediation_id].inbox.put_nowait(Cancelled())
+
+    async def _expire(self) -> None:
+        """Close stale problems now and then (what a stopped remediation then does is the
+        router's: the journal tells it like a resolve)."""
+        stale_after = self._settings.problems_stale_after
+        while True:
+            try:
+                count = await self._store.expire_stale(
+                    self._clock.now() - stale_after, stale_after=stale_after
+                )
+                if count:
+                    logger.info("problems.expired", extra={"problems": count})
+            except JournalError as e:  # the next round tries again
+                logger.warning("problems.expiry_failed", extra={"error": str(e)})
+            await self._clock.sleep(min(stale_after / 4, 60.0))
 
     # -- one remediation ---------------------------------------------------------------------
 
@@ -186,7 +206,7 @@ class Engine:
         try:
             if scale_back.state is ScaleBackState.WAITING:
                 state = await self._store.problem_state(scale_back.problem_id)
-                if state is not ProblemState.RESOLVED:
+                if state is ProblemState.OPEN:  # resolved or expired: the time has come
                     await resolved.wait()
                 scale_back = dataclasses.replace(
                     scale_back,

@@ -49,6 +49,7 @@ class ProblemResolved:
     problem_id: int
     remediation_id: int
     open_left: int
+    expired: bool = False  # closed by the receiver for want of notifications, not resolved
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,6 +99,11 @@ class RemediationStore(Protocol):
         ...
 
     async def problem_state(self, problem_id: int) -> ProblemState: ...
+
+    async def expire_stale(self, cutoff: float, *, stale_after: float) -> int:
+        """Close as expired every open problem whose last notification came before `cutoff`;
+        how many."""
+        ...
 
     async def unresolved_problems(self, remediation_id: int) -> int:
         """How many of the problems a remediation is for (its own and those that joined it)

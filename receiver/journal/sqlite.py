@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from receiver import durations
 from receiver.errors import JournalOverloaded, JournalUnavailable
 from receiver.journal import (
     CancelRequested,
@@ -584,6 +585,33 @@ class SQLiteJournal:
             return ProblemState(state)
 
         return await self.read(query)
+
+    async def expire_stale(self, cutoff: float, *, stale_after: float) -> int:
+        reason = f"expired: no notification for {durations.format_seconds(stale_after)}"
+
+        def job(connection: sqlite3.Connection, now: float) -> tuple[int, list[JournalEvent]]:
+            stale = connection.execute(
+                "SELECT source, key, id FROM problems WHERE state = 'open' AND last_seen < ?"
+                " ORDER BY id LIMIT 10000",
+                (cutoff,),
+            ).fetchall()
+            connection.executemany(
+                "UPDATE problems SET state = 'expired', resolved_at = ?, ignored_reason = ?"
+                " WHERE id = ?",
+                [(now, reason, problem_id) for _, _, problem_id in stale],
+            )
+            events: list[JournalEvent] = []
+            for source, key, problem_id in stale:
+                remediation_id = self._index.open[(source, key)].remediation_id
+                left = self._index.resolved((source, key))
+                if remediation_id is not None:
+                    events.append(ProblemResolved(problem_id, remediation_id, left, expired=True))
+            return len(stale), events
+
+        count, events = await self.write(job, shed=False)
+        for event in events:
+            self._publish(event)
+        return count
 
     async def unresolved_problems(self, remediation_id: int) -> int:
         def query(connection: sqlite3.Connection) -> int:

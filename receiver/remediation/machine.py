@@ -4,7 +4,8 @@
     action[p] ─Acted(ok)→ wait ─Elapsed→ evaluate ─Judged(healed)→ healed
     action[p] ─Acted(failed)→ action[p+1]      evaluate ─Judged(not healed)→ action[p+1]
     action[p], the plan says escalate or has no action p → escalate ─Escalated→ escalated
-    Resolved / Cancelled, at the safe point where they find it → resolved / cancelled
+    Resolved / Cancelled / Expired, at the safe point where they find it → resolved /
+    cancelled / expired
 
 The driver (receiver/engine/driver.py) performs each effect, feeds the event it produced
 back in, and saves the progress before performing the next effect; a pair of phase and
@@ -29,6 +30,7 @@ from receiver.remediation.model import (
     Escalated,
     Evaluate,
     Event,
+    Expired,
     Finish,
     Judged,
     Judgement,
@@ -39,6 +41,8 @@ from receiver.remediation.model import (
     Sleep,
     Verdict,
 )
+
+_STALE = "its problems expired (no notification within problems.stale_after)"
 
 
 class UnexpectedEvent(Exception):  # named for what happened, like KeyError
@@ -97,6 +101,10 @@ def transition(
                 RemediationState.RESOLVED,
                 "resolved by its source before the remediation began",
             )
+        case Phase.QUEUED | Phase.COOLDOWN, Expired():
+            return _finish(
+                progress, RemediationState.EXPIRED, f"{_STALE} before the remediation began"
+            )
         case Phase.QUEUED, Dequeued(cooldown_until=until) if until is not None and until > now:
             cooling = dataclasses.replace(progress, phase=Phase.COOLDOWN, until=until)
             return Transition(cooling, Sleep(until))
@@ -111,6 +119,8 @@ def transition(
             return _finish(
                 progress, RemediationState.RESOLVED, f"resolved by its source {_after(position)}"
             )
+        case Phase.ACTION, Expired():
+            return _finish(progress, RemediationState.EXPIRED, f"{_STALE} {_after(position)}")
         case Phase.ACTION, Acted(succeeded=False):
             return _at_action(plan, progress, position + 1, Judgement(position, Verdict.NEXT))
         case Phase.ACTION, Acted(succeeded=True):
@@ -136,6 +146,8 @@ def transition(
                 f"resolved by its source {_after(position + 1)}",
                 Judgement(position, Verdict.RESOLVED),
             )
+        case Phase.WAIT | Phase.EVALUATE, Expired():
+            return _finish(progress, RemediationState.EXPIRED, f"{_STALE} {_after(position + 1)}")
         case Phase.WAIT, Elapsed():
             evaluating = dataclasses.replace(progress, phase=Phase.EVALUATE, until=None)
             return Transition(evaluating, Evaluate(position))

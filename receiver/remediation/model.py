@@ -180,7 +180,13 @@ class Cancelled:
     """A person asked to stop it."""
 
 
-Event = Dequeued | Elapsed | Acted | Judged | Escalated | Resolved | Cancelled
+@dataclasses.dataclass(frozen=True, slots=True)
+class Expired:
+    """Its problems went stale: no notification within problems.stale_after, so the receiver
+    closed them (a source that lost track of them, or an alert whose resolve never came)."""
+
+
+Event = Dequeued | Elapsed | Acted | Judged | Escalated | Resolved | Cancelled | Expired
 
 
 # -- effects: what to do next ------------------------------------------------------------------

@@ -21,6 +21,7 @@ from receiver.remediation.model import (
     Escalated,
     Evaluate,
     Event,
+    Expired,
     Finish,
     Judged,
     Judgement,
@@ -45,6 +46,8 @@ PLAN = Plan(
 PENDING, RUNNING = RemediationState.PENDING, RemediationState.RUNNING
 HEALED, RESOLVED = RemediationState.HEALED, RemediationState.RESOLVED
 CANCELLED, ESCALATED = RemediationState.CANCELLED, RemediationState.ESCALATED
+EXPIRED = RemediationState.EXPIRED
+STALE = "its problems expired (no notification within problems.stale_after)"
 
 
 def at(phase: Phase, position: int = 0, until: float | None = None) -> Progress:
@@ -106,6 +109,17 @@ ROWS = [
      Verdict.RESOLVED, "resolved by its source after 1 action"),
     (at(Phase.EVALUATE), Resolved(has_slo=False), HEALED, Phase.DONE, 0, Finish(),
      Verdict.HEALED, "no slo.yaml; the source resolved the problem after 1 action"),
+    # expired: every problem it was for went stale
+    (at(Phase.QUEUED), Expired(), EXPIRED, Phase.DONE, 0, Finish(), None,
+     f"{STALE} before the remediation began"),
+    (at(Phase.COOLDOWN, until=NOW), Expired(), EXPIRED, Phase.DONE, 0, Finish(), None,
+     f"{STALE} before the remediation began"),
+    (at(Phase.ACTION, 1), Expired(), EXPIRED, Phase.DONE, 1, Finish(), None,
+     f"{STALE} after 1 action"),
+    (at(Phase.WAIT, until=NOW), Expired(), EXPIRED, Phase.DONE, 0, Finish(), None,
+     f"{STALE} after 1 action"),
+    (at(Phase.EVALUATE, 1), Expired(), EXPIRED, Phase.DONE, 1, Finish(), None,
+     f"{STALE} after 2 actions"),
     # escalated, from wherever the escalation was started
     (at(Phase.ACTION, 2), Escalated("the rule escalates here", True, "delivered"), ESCALATED,
      Phase.DONE, 2, Finish(), Verdict.ESCALATED, "the rule escalates here; escalation delivered"),
@@ -152,6 +166,7 @@ EVENTS: list[Event] = [
     Escalated("", True, ""),
     Resolved(has_slo=True),
     Cancelled(),
+    Expired(),
 ]
 
 
