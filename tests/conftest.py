@@ -18,7 +18,7 @@ from receiver import configtree, server, settings
 from tests import prometheus_stack as stacks
 from tests import unleash_server
 
-pytest_plugins = ["tests.engine_world"]  # make_world, for the engine tests
+pytest_plugins = ["tests.engine_world", "tests.crash_stage"]  # make_world, stage
 
 PAYLOADS = Path(__file__).parent / "payloads"
 EXAMPLE_CONFIG = Path(__file__).parent.parent / "config"

@@ -52,7 +52,9 @@ def receiver_env(**extra: str) -> dict[str, str]:
 def receiver(
     config_dir: Path, *, port: int, log: Path, **env: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`receiver serve` in a subprocess on loopback; killed on exit if still running."""
+    """`receiver serve` in a subprocess on loopback; stopped on exit if still running (SIGTERM,
+    as Kubernetes stops it, so that it shuts down cleanly and coverage is written; SIGKILL
+    after 10 s)."""
     with log.open("ab") as output:
         process = subprocess.Popen(
             [
@@ -76,7 +78,11 @@ def receiver(
         yield process
     finally:
         if process.poll() is None:
-            process.kill()
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
         process.wait(timeout=10)
 
 
