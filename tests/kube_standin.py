@@ -446,6 +446,12 @@ def create_app(cluster: Cluster) -> web.Application:
                     f"{ns}/{name}": d["spec"]["replicas"]
                     for (ns, name), d in cluster.deployments.items()
                 },
+                "restarted_at": {
+                    f"{ns}/{name}": (
+                        d["spec"]["template"]["metadata"].get("annotations") or {}
+                    ).get("kubectl.kubernetes.io/restartedAt")
+                    for (ns, name), d in cluster.deployments.items()
+                },
                 "writes": [[method, path] for method, path, _ in cluster.writes],
             }
         )

@@ -5,21 +5,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.engine_world import MakeWorld
+from tests.engine_world import MakeWorld, World
 
 HOUR = 3600.0
 LONG_WAIT = 10 * HOUR  # the remediation is still waiting when its problem goes stale
+
+
+async def advance(world: World, seconds: float) -> None:
+    """Move the clock once the engine sleeps again: the remediation's wait and the expiry
+    round (otherwise a round still busy would miss the tick)."""
+    await world.until(1, lambda d: world.clock.sleepers == 2, "both asleep")
+    world.clock.advance(seconds)
 
 
 async def test_a_stale_problem_expires_and_stops_its_remediation(make_world: MakeWorld) -> None:
     world = await make_world(problems_stale_after=HOUR, remediation_wait=LONG_WAIT)
     rid = (await world.fire())["remediation_id"]
     await world.waiting(rid, 0)
-    world.clock.advance(HOUR - 60)
+    await advance(world, HOUR - 60)
     assert (await world.fire())["outcome"] == "repeated"  # Alertmanager resends: still alive
-    world.clock.advance(HOUR - 60)
+    await advance(world, HOUR - 60)
     assert (await world.get(rid))["problem_state"] == "open"
-    world.clock.advance(120)  # now an hour without a word
+    await advance(world, 120)  # now an hour without a word
     done = await world.finished(rid)
     assert (done["state"], done["reason"]) == (
         "expired",
@@ -41,6 +48,7 @@ async def test_problems_without_a_remediation_expire_too(make_world: MakeWorld) 
     world = await make_world(problems_stale_after=HOUR)
     ignored = await world.fire(service="orders")  # no remediation.yaml: recorded only
     assert ignored["remediation_id"] is None
+    await world.until_problem("fp-1", lambda p: world.clock.sleepers == 1, "expiry asleep")
     world.clock.advance(HOUR + 60)
     await world.until_problem("fp-1", lambda p: p["state"] == "expired", "its expiry")
 

@@ -163,8 +163,10 @@ async def test_a_problem_shows_the_notifications_that_made_it(client: Client) ->
     response = await client.get("/api/v1/problems/8dd2c31a47cf2e78")
     assert response.status == 200
     problem = await response.json()
-    assert [n["outcome"] for n in problem["notifications"]] == ["opened", "repeated", "resolved"]
-    assert problem["notifications"][2]["payload"]["status"] == "resolved"
+    newest_first = [n["outcome"] for n in problem["notifications"]]
+    assert newest_first == ["resolved", "repeated", "opened"]
+    assert problem["notifications"][0]["payload"]["status"] == "resolved"
+    assert problem["notifications_total"] == 3
     assert (await client.get("/api/v1/problems/unknown")).status == 404
 
 

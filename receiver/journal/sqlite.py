@@ -197,7 +197,8 @@ class SQLiteJournal:
         self._busy_timeout = busy_timeout
         self._clock = clock
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
-        self._pending = 0
+        self._pending = 0  # writes waiting for the writer
+        self._intake = 0  # of which webhooks, the ones shed at max_pending
         self._writer: threading.Thread | None = None
         self._readers: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader_local = threading.local()
@@ -250,22 +251,29 @@ class SQLiteJournal:
     async def write(self, job: Job[T], *, shed: bool = True) -> T:
         """Run `job(connection, now)` in a committed transaction; its result once committed.
 
-        With `shed`, raise JournalOverloaded at once when too many writes are waiting.
+        With `shed` (intake), raise JournalOverloaded at once when too many webhooks wait
+        for the journal; the engine's own writes (shed=False) neither count nor are shed.
         """
         if not self.is_open:
             raise JournalUnavailable("the journal is closed")
-        if shed and self._pending >= self._max_pending:
-            raise JournalOverloaded(f"{self._pending} writes are waiting for the journal")
+        if shed and self._intake >= self._max_pending:
+            raise JournalOverloaded(f"{self._intake} webhooks are waiting for the journal")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._pending += 1
         future.add_done_callback(self._done)
+        if shed:
+            self._intake += 1
+            future.add_done_callback(self._intake_done)
         self._queue.put(_Request(job=job, future=future, loop=loop))
         # shield: a client that hangs up must not un-record what is being committed.
         return await asyncio.shield(future)
 
     def _done(self, _: asyncio.Future[Any]) -> None:
         self._pending -= 1
+
+    def _intake_done(self, _: asyncio.Future[Any]) -> None:
+        self._intake -= 1
 
     async def record(
         self,

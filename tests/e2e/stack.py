@@ -78,6 +78,11 @@ class World:
         replicas: int = state["deployments"][f"{NS}/{DEPLOYMENT}"]
         return replicas
 
+    def restarted_at(self) -> str | None:
+        state = _request(f"{self.kube_url}/_standin/state")
+        stamp: str | None = state["restarted_at"][f"{NS}/{DEPLOYMENT}"]
+        return stamp
+
     def kube_writes(self) -> list[list[str]]:
         writes: list[list[str]] = _request(f"{self.kube_url}/_standin/state")["writes"]
         return writes

@@ -217,3 +217,48 @@ remediations:
     (document,) = received
     assert document["problem"]["title"] == "response_time_p90"
     assert document["evaluation"]["result"] == "fail"
+    # What the world saw, not only what the receiver says: one more replica, one rollout.
+    assert world.replicas() == 2
+    assert world.restarted_at() == done["steps"][1]["data"]["restarted_at"]
+    assert [path.rsplit("/", 1)[-1] for _, path in world.kube_writes()] == [
+        "scale",
+        "carts-primary",
+    ]
+
+
+def test_5_killed_mid_wait_it_resumes_heals_and_scales_back_once_resolved(
+    world: stack.World, tmp_path: Path
+) -> None:
+    world.reset()
+    config = config_copy(tmp_path)
+    env = world.receiver_env(
+        tmp_path / "journal.db",
+        RECEIVER_REMEDIATION_WAIT="8s",
+        RECEIVER_SCALING_SCALE_BACK_AFTER="2s",
+    )
+    log = tmp_path / "receiver.log"
+    with processes.receiver(config, port=world.receiver_port, log=log, **env) as first:
+        world.carts(load=3)
+        deadline = time.monotonic() + 60
+        while not any(r["phase"] == "wait" for r in world.remediations()):
+            assert time.monotonic() < deadline, world.remediations()
+            time.sleep(0.2)
+        first.kill()  # SIGKILL in the wait: nothing flushed, nothing closed
+        first.wait()
+    assert world.replicas() == 2
+    with processes.receiver(config, port=world.receiver_port, log=log, **env):
+        done = finished(world)
+        assert done["state"] == "healed"
+        assert world.replicas() == 2
+        # The carts are fast now: the alert resolves, and 2 s later the replica goes back.
+        deadline = time.monotonic() + 60
+        while world.replicas() != 1:
+            assert time.monotonic() < deadline, world.remediation(done["id"])
+            time.sleep(0.25)
+        back = world.remediation(done["id"])
+    assert [(s["action"], s["result"]) for s in back["steps"]] == [
+        ("scaling", "succeeded"),
+        ("scale-back", "succeeded"),
+    ]
+    assert back["problem_state"] == "resolved"
+    assert len([w for w in world.kube_writes() if w[1].endswith("/scale")]) == 2  # up, down
