@@ -40,7 +40,11 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        extra = " ".join(f"{k}={v}" for k, v in fields(record).items())
+        # repr for text with line breaks: a title sent in a webhook must not forge a line
+        extra = " ".join(
+            f"{k}={v!r}" if isinstance(v, str) and ("\n" in v or "\r" in v) else f"{k}={v}"
+            for k, v in fields(record).items()
+        )
         text = f"{_timestamp(record.created)} {record.levelname:<7} {record.getMessage()} {extra}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)

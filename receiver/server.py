@@ -392,11 +392,11 @@ async def _record(
     decisions = [app[RULES].decide(n, settings=app[SETTINGS]) for n in notifications]
     # Committed once this returns; the engine learns of it from the journal.
     recorded = await app[JOURNAL].record(body, notifications, decisions=decisions, source=source)
-    for outcome, count in collections.Counter(r.outcome for r in recorded).items():
+    outcomes = collections.Counter(r.outcome for r in recorded)
+    for outcome, count in outcomes.items():
         app[METRICS].notifications.labels(source=source.value, outcome=outcome.value).inc(count)
-    for notification, result in zip(notifications, recorded, strict=True):
-        if result.outcome is not Outcome.REPEATED:  # repeats arrive every minute: not news
-            _log_recorded(notification, result)
+    if logger.isEnabledFor(logging.INFO):
+        _log_recorded(source, notifications, recorded, outcomes)
     return web.json_response(
         {
             "recorded": [
@@ -413,15 +413,35 @@ async def _record(
     )
 
 
-def _log_recorded(notification: Notification, result: Recorded) -> None:
+def _log_recorded(
+    source: Source,
+    notifications: tuple[Notification, ...],
+    recorded: tuple[Recorded, ...],
+    outcomes: collections.Counter[Outcome],
+) -> None:
+    """One line per webhook, not per alert (a storm is thousands); repeats only, none: they
+    arrive every repeat_interval and are not news. The first new one is named."""
+    news = next(
+        (
+            (notification, result)
+            for notification, result in zip(notifications, recorded, strict=True)
+            if result.outcome is not Outcome.REPEATED
+        ),
+        None,
+    )
+    if news is None:
+        return
+    notification, result = news
     logger.info(
-        f"problem.{result.outcome.value}",
+        "webhook.recorded",
         extra={
-            "source": notification.source.value,
+            "source": source.value,
+            "notifications": len(recorded),
+            **{outcome.value: count for outcome, count in outcomes.items()},
             "key": result.key,
-            "title": notification.title,
+            "title": notification.title[:200],
             "service": str(notification.service_ref or "-"),
-            "problem_id": result.problem_id,
+            "outcome": result.outcome.value,
             "reason": result.reason,
         },
     )

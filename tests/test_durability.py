@@ -48,7 +48,7 @@ def test_a_problem_acknowledged_just_before_sigkill_is_there_after_restart(
         process.wait(timeout=10)
     written = log.read_text()
     assert '"event": "journal.opened"' in written  # the log was written to at all
-    assert '"event": "problem.opened"' in written
+    assert '"event": "webhook.recorded"' in written
     assert TOKEN not in written  # credentials never reach the log
 
     with processes.receiver(config_dir, port=port, log=log, **env):

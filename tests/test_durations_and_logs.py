@@ -105,3 +105,10 @@ def test_setup_picks_json_off_a_terminal_and_quiets_the_access_log() -> None:
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+def test_a_line_break_in_a_field_cannot_forge_a_text_log_line() -> None:
+    line = record(title="response_time_p90\n2027-01-15T08:00:00.000Z ERROR   forged")
+    text = logs.TextFormatter().format(line)
+    assert len(text.splitlines()) == 1
+    assert "title='response_time_p90\\n2027" in text

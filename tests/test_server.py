@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -342,3 +343,16 @@ async def test_metrics_count_notifications_and_open_problems(client: Client) -> 
     assert 'reason="invalid_payload"' in text
     assert 'route="/webhooks/alertmanager"' in text
     assert "8dd2c31a47cf2e78" not in text  # no unbounded label values
+
+
+async def test_one_log_line_per_webhook_not_per_alert(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    group = payload("alertmanager-firing.json")
+    group["alerts"] = [group["alerts"][0] | {"fingerprint": f"k{i}"} for i in range(10)]
+    with caplog.at_level(logging.INFO, logger="receiver.server"):
+        await post(client, "alertmanager", group)
+        await post(client, "alertmanager", group)  # all repeats: not news, no line
+    (line,) = [r for r in caplog.records if r.getMessage() == "webhook.recorded"]
+    fields = vars(line)
+    assert (fields["notifications"], fields["opened"], fields["key"]) == (10, 10, "k0")
