@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import uvloop
 from aiohttp import web
 
 from receiver import (
@@ -79,7 +80,15 @@ def _serve(args: argparse.Namespace) -> int:
         },
     )
     app.on_startup.append(_settle_the_heap)
-    web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=10)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=10,
+        loop=uvloop.new_event_loop(),  # libuv's loop: less CPU per request than asyncio's
+    )
     return 0
 
 
