@@ -22,7 +22,7 @@ from receiver import (
     slocli,
     status,
 )
-from receiver.errors import ConfigError
+from receiver.errors import ConfigError, JournalError
 from receiver.rules import remediation
 from receiver.slo import evaluation
 
@@ -80,15 +80,20 @@ def _serve(args: argparse.Namespace) -> int:
         },
     )
     app.on_startup.append(_settle_the_heap)
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=10,
-        loop=uvloop.new_event_loop(),  # libuv's loop: less CPU per request than asyncio's
-    )
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            access_log=None,
+            print=None,
+            shutdown_timeout=10,
+            loop=uvloop.new_event_loop(),  # libuv's loop: less CPU per request than asyncio's
+        )
+    except JournalError as e:  # at start: no journal to write to, nothing to serve
+        logger.error("receiver.cannot_start", extra={"error": str(e)})
+        print(f"receiver: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

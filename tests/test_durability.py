@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -61,3 +63,21 @@ def test_a_problem_acknowledged_just_before_sigkill_is_there_after_restart(
         assert post(port, "dynatrace", payload("dynatrace-open-plain.json")) == 200
         repeated = get(port, "/api/v1/problems?state=open&limit=1000")["problems"]
         assert [p["repeats"] for p in repeated if p["source"] == "dynatrace"] == [1]
+
+
+def test_a_second_receiver_on_the_same_journal_exits_with_a_clear_message(
+    config_dir: Path, tmp_path: Path
+) -> None:
+    env = {"RECEIVER_STORE": str(tmp_path / "journal.db"), "RECEIVER_AUTH_TOKEN": TOKEN}
+    with processes.receiver(config_dir, port=processes.free_port(), log=tmp_path / "1.log", **env):
+        second = subprocess.run(
+            [sys.executable, "-m", "receiver", "serve", "--config", str(config_dir),
+             "--port", str(processes.free_port())],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=processes.receiver_env(**env),
+        )  # fmt: skip
+    assert second.returncode == 2
+    assert "is in use by receiver pid" in second.stderr
+    assert "Traceback" not in second.stderr

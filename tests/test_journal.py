@@ -144,3 +144,17 @@ async def test_a_locked_journal_refuses_the_write_and_takes_the_next(tmp_path: P
     finally:
         other.close()
         await store.close()
+
+
+async def test_a_second_writer_on_the_same_journal_is_refused(tmp_path: Path) -> None:
+    first = SQLiteJournal(str(tmp_path / "journal.db"))
+    await first.open()
+    try:
+        second = SQLiteJournal(str(tmp_path / "journal.db"))
+        with pytest.raises(JournalUnavailable, match=r"is in use by receiver pid \d+"):
+            await second.open()
+    finally:
+        await first.close()
+    again = SQLiteJournal(str(tmp_path / "journal.db"))  # closed: free again
+    await again.open()
+    await again.close()

@@ -21,14 +21,16 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
+import fcntl
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from receiver import durations
 from receiver.errors import JournalOverloaded, JournalUnavailable
@@ -197,6 +199,7 @@ class SQLiteJournal:
         self._busy_timeout = busy_timeout
         self._clock = clock
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._lock: IO[str] | None = None  # held while open: one writer per journal
         self._pending = 0  # writes waiting for the writer
         self._intake = 0  # of which webhooks, the ones shed at max_pending
         self._writer: threading.Thread | None = None
@@ -223,12 +226,17 @@ class SQLiteJournal:
     # -- life cycle --------------------------------------------------------------------------
 
     async def open(self) -> None:
+        self._lock = _take_lock(self.path)
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._writer = threading.Thread(
             target=self._write_loop, args=(ready,), name="journal-writer", daemon=True
         )
         self._writer.start()
-        await asyncio.wrap_future(ready)
+        try:
+            await asyncio.wrap_future(ready)
+        except BaseException:
+            self._release_lock()
+            raise
         self._readers = concurrent.futures.ThreadPoolExecutor(
             max_workers=2, thread_name_prefix="journal-read"
         )
@@ -245,6 +253,12 @@ class SQLiteJournal:
             for connection in self._reader_connections:
                 connection.close()
             self._reader_connections.clear()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the flock
+            self._lock = None
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -890,8 +904,14 @@ class SQLiteJournal:
         return query(connection)
 
     async def probe(self) -> None:
-        """Raise JournalError unless a write transaction can be taken now (for readiness)."""
-        await self.write(lambda connection, now: None, shed=False)
+        """Raise JournalError unless a write can be committed now (for readiness): a real
+        one — rewriting the schema version dirties a page — so a full disk shows, where an
+        empty transaction would commit."""
+
+        def job(connection: sqlite3.Connection, now: float) -> None:
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+        await self.write(job, shed=False)
 
     async def problems(
         self,
@@ -1127,6 +1147,34 @@ def _settle(outcomes: list[tuple[_Request, Any, BaseException | None]]) -> None:
         # A closed loop means nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, items)
+
+
+def _take_lock(path: str) -> IO[str] | None:
+    """An exclusive lock on `path`.lock for as long as the journal is open: the writer's
+    in-memory index assumes it is the only writer, so a second receiver on the same file
+    must not start (the OS drops the lock of a process that dies, even by SIGKILL)."""
+    if path == ":memory:":
+        return None
+    lock_path = f"{path}.lock"
+    try:
+        lock = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held while open
+    except OSError as e:
+        raise JournalUnavailable(f"cannot open journal {path}: {e}") from e
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise JournalUnavailable(
+            f"the journal {path} is in use by {holder} (it holds {lock_path}): run one"
+            " receiver per journal (several replicas need a shared journal on PostgreSQL)"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"receiver pid {os.getpid()}")
+    lock.flush()
+    return lock
 
 
 def _migrate(connection: sqlite3.Connection) -> None:
