@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,37 @@ def test_5_killed_mid_wait_it_resumes_heals_and_scales_back_once_resolved(
     ]
     assert back["problem_state"] == "resolved"
     assert len([w for w in world.kube_writes() if w[1].endswith("/scale")]) == 2  # up, down
+
+
+def test_6_a_person_cancels_a_remediation_and_its_next_action_never_runs(
+    world: stack.World, tmp_path: Path
+) -> None:
+    world.reset()
+    config = config_copy(tmp_path)
+    (config / "sockshop" / "production" / "carts" / "remediation.yaml").write_text("""
+remediations:
+- name: response_time_p90
+  actions:
+  - {action: scaling, value: +1}
+  - {action: restart}
+""")
+    env = world.receiver_env(tmp_path / "journal.db", RECEIVER_REMEDIATION_WAIT="30s")
+    with processes.receiver(config, port=world.receiver_port, log=tmp_path / "r.log", **env):
+        world.carts(fixed_ms=1500)  # slow whatever the replicas: the scaling will not help
+        deadline = time.monotonic() + 60
+        while not any(r["phase"] == "wait" for r in world.remediations()):
+            assert time.monotonic() < deadline, world.remediations()
+            time.sleep(0.2)
+        (waiting,) = world.remediations()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{world.receiver_port}/api/v1/remediations/{waiting['id']}/cancel",
+            method="POST",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            assert answer.status == 202
+        done = finished(world)
+    assert (done["state"], done["reason"]) == ("cancelled", "cancelled by hand after 1 action")
+    assert world.replicas() == 2
+    assert world.restarted_at() is None  # the restart never ran
+    assert len(world.kube_writes()) == 1
