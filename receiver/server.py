@@ -330,8 +330,14 @@ async def _authenticated_body(request: web.Request) -> bytes:
     limit = request.app[SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    timeout = request.app[SETTINGS].body_timeout
     try:
-        return await request.read()
+        async with asyncio.timeout(timeout):  # a body that stops arriving must not hold on
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            reason=f"the body did not arrive within {timeout:g} s (server.body_timeout)"
+        ) from None
     except web.RequestPayloadError:  # not what its Content-Encoding says, or cut short
         encoding = request.headers.get("Content-Encoding", "identity")[:20]
         raise PayloadError(

@@ -68,6 +68,9 @@ class Settings:
     port: int = _field(8080, "server.port", "RECEIVER_PORT", "int")
     # Alertmanager groups are small; 1 MiB is ~1000 alerts and stops memory abuse.
     max_body_bytes: int = _field(1 << 20, "server.max_body_bytes", "RECEIVER_MAX_BODY_BYTES", "int")
+    # A webhook whose body stops arriving (a stalled or hostile client) is answered 408 and
+    # let go after this long, instead of holding its connection forever.
+    body_timeout: float = _field(10.0, "server.body_timeout", "RECEIVER_BODY_TIMEOUT", "duration")
     # Under more load than the process can parse, webhooks are answered 503 (retry later) at
     # once while the event loop runs this late, so that nothing waits for long and probes
     # still answer.
@@ -262,6 +265,18 @@ class Settings:
             raise ValueError("scaling.min_replicas is larger than scaling.max_replicas")
         if self.auth_basic_password is not None and not self.auth_basic_username:
             raise ValueError("auth.basic_password is set but auth.basic_username is not")
+        for name, secret in (
+            ("auth.token", self.auth_token),
+            ("auth.basic_password", self.auth_basic_password),
+        ):
+            if secret is not None and len(secret.reveal()) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"{name} is shorter than {MIN_SECRET_LENGTH} characters: anyone who can"
+                    " reach the port could guess it (e.g. openssl rand -hex 24)"
+                )
+
+
+MIN_SECRET_LENGTH = 16  # for the credentials webhooks and writes are checked against
 
 
 def _parse_bool(value: Any) -> bool:

@@ -9,6 +9,7 @@ import http.client
 import json
 import logging
 import socket
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -314,3 +315,31 @@ def test_a_malformed_request_line_leaks_no_credential_to_the_log(
     assert not errors.records
     assert all(TOKEN not in record.getMessage() for record in caplog.records)
     assert all(TOKEN not in str(record.__dict__) for record in caplog.records)
+
+
+def test_a_body_that_stops_arriving_is_let_go(
+    tmp_path_factory: pytest.TempPathFactory, errors: Errors
+) -> None:
+    app = server.create_app(
+        make_settings(tmp_path_factory.mktemp("stalled"), body_timeout=0.5),
+        configtree.scan(EXAMPLE_CONFIG),
+        registry=prom.CollectorRegistry(),
+    )
+    with processes.serve_in_thread(app) as url:
+        parsed = urllib.parse.urlsplit(url)
+        assert parsed.hostname is not None
+        assert parsed.port is not None
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=10) as sock:
+            head = (
+                "POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {TOKEN}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            )
+            sock.sendall(head.encode() + b'{"alerts"')  # and then nothing more
+            started = time.monotonic()
+            answer = sock.recv(65536)
+            waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"server.body_timeout" in answer
+    assert waited < 5
+    assert not errors.records

@@ -238,9 +238,11 @@ async def test_webhooks_need_credentials(client: Client) -> None:
 
 async def test_basic_auth_is_accepted_as_alertmanager_sends_it(make_client: ClientFactory) -> None:
     client = await make_client(
-        auth_token=None, auth_basic_username="am", auth_basic_password=Secret("pw")
+        auth_token=None,
+        auth_basic_username="am",
+        auth_basic_password=Secret("pw-0123456789abcdef"),
     )
-    good = base64.b64encode(b"am:pw").decode()
+    good = base64.b64encode(b"am:pw-0123456789abcdef").decode()
     bad = base64.b64encode(b"am:nope").decode()
     body = payload("alertmanager-firing.json")
     response = await post(client, "alertmanager", body, headers={"Authorization": f"Basic {bad}"})

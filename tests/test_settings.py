@@ -37,7 +37,7 @@ def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
         environ={
             "RECEIVER_PORT": "9100",
             "RECEIVER_STORE": "/data/journal.db",
-            "RECEIVER_AUTH_TOKEN": "s3cret",
+            "RECEIVER_AUTH_TOKEN": "s3cret-0123456789abc",
             "RECEIVER_LABELS_SERVICE": "app, service",
             "RECEIVER_STORE_BUSY_TIMEOUT": "1500ms",
             "RECEIVER_AUTH_DISABLED": "false",
@@ -45,39 +45,41 @@ def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
     )
     assert loaded.port == 9100
     assert loaded.store_path == "/data/journal.db"
-    assert loaded.auth_token == Secret("s3cret")
+    assert loaded.auth_token == Secret("s3cret-0123456789abc")
     assert loaded.labels_service == ("app", "service")
     assert loaded.store_busy_timeout == 1.5
 
 
 def test_secrets_never_show_in_repr(tmp_path: Path) -> None:
-    loaded = settings.load(tmp_path, environ={"RECEIVER_AUTH_TOKEN": "s3cret-value"})
+    loaded = settings.load(tmp_path, environ={"RECEIVER_AUTH_TOKEN": "s3cret-value-0123456789"})
     assert loaded.auth_token is not None
-    assert loaded.auth_token.reveal() == "s3cret-value"  # loaded, and only revealed on asking
-    assert "s3cret-value" not in repr(loaded)
-    assert "s3cret-value" not in str(loaded.auth_token)
+    assert (
+        loaded.auth_token.reveal() == "s3cret-value-0123456789"
+    )  # loaded, and only revealed on asking
+    assert "s3cret-value-0123456789" not in repr(loaded)
+    assert "s3cret-value-0123456789" not in str(loaded.auth_token)
 
 
 def test_a_plaintext_secret_in_the_file_is_refused_by_default(tmp_path: Path) -> None:
-    write(tmp_path, "auth:\n  token: s3cret-value\n")
+    write(tmp_path, "auth:\n  token: s3cret-value-0123456789\n")
     loaded, errors = settings.load_checked(tmp_path, environ={})
     assert loaded is None
     (error,) = errors
     assert error.path == "auth.token"
     assert "RECEIVER_AUTH_TOKEN" in str(error)
-    assert "s3cret-value" not in str(error)
-    write(tmp_path, "allow_plaintext_secrets: true\nauth:\n  token: s3cret-value\n")
-    assert settings.load(tmp_path, environ={}).auth_token == Secret("s3cret-value")
+    assert "s3cret-value-0123456789" not in str(error)
+    write(tmp_path, "allow_plaintext_secrets: true\nauth:\n  token: s3cret-value-0123456789\n")
+    assert settings.load(tmp_path, environ={}).auth_token == Secret("s3cret-value-0123456789")
 
 
 def test_secrets_are_read_from_files(tmp_path: Path) -> None:
-    (tmp_path / "token").write_text("from-file\n")
+    (tmp_path / "token").write_text("from-file-0123456789\n")
     write(tmp_path / "c", f"auth:\n  token_file: {tmp_path / 'token'}\n")
-    assert settings.load(tmp_path / "c", environ={}).auth_token == Secret("from-file")
+    assert settings.load(tmp_path / "c", environ={}).auth_token == Secret("from-file-0123456789")
     from_env = settings.load(
         tmp_path, environ={"RECEIVER_AUTH_TOKEN_FILE": str(tmp_path / "token")}
     )
-    assert from_env.auth_token == Secret("from-file")
+    assert from_env.auth_token == Secret("from-file-0123456789")
 
 
 def test_a_missing_secret_file_names_where_it_was_set(tmp_path: Path) -> None:
@@ -138,8 +140,11 @@ def test_an_empty_secret_is_refused_rather_than_accepting_empty_credentials(tmp_
     [
         ("scaling: {min_replicas: 5, max_replicas: 2}\n", {}, "",
          "scaling.min_replicas is larger than scaling.max_replicas"),
-        ("", {"RECEIVER_AUTH_BASIC_PASSWORD": "pw"}, "",
+        ("", {"RECEIVER_AUTH_BASIC_PASSWORD": "a-long-enough-password"}, "",
          "auth.basic_password is set but auth.basic_username is not"),
+        ("", {"RECEIVER_AUTH_TOKEN": "short"}, "",
+         "auth.token is shorter than 16 characters: anyone who can reach the port could"
+         " guess it (e.g. openssl rand -hex 24)"),
         ("auth: {disabled: maybe}\n", {}, "auth.disabled", "expected true or false, got 'maybe'"),
         ("", {"RECEIVER_AUTH_DISABLED": "sure"}, "RECEIVER_AUTH_DISABLED",
          "expected true or false, got 'sure'"),
