@@ -591,6 +591,8 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    if request.app[SETTINGS].auth_protect_metrics:
+        request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
     return web.Response(
         body=request.app[METRICS].render(),
         headers={"Content-Type": prom.CONTENT_TYPE_LATEST},

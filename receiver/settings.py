@@ -108,6 +108,11 @@ class Settings:
     auth_protect_reads: bool = _field(
         False, "auth.protect_reads", "RECEIVER_AUTH_PROTECT_READS", "bool"
     )
+    # /metrics separately (Prometheus can send the token with `authorization` in its scrape
+    # config); the probes (/healthz, /readyz) stay open for the kubelet.
+    auth_protect_metrics: bool = _field(
+        False, "auth.protect_metrics", "RECEIVER_AUTH_PROTECT_METRICS", "bool"
+    )
     allow_plaintext_secrets: bool = _field(
         False, "allow_plaintext_secrets", "RECEIVER_ALLOW_PLAINTEXT_SECRETS", "bool"
     )

@@ -259,8 +259,18 @@ async def test_auth_can_be_switched_off_explicitly(make_client: ClientFactory) -
 
 async def test_reads_can_be_protected(make_client: ClientFactory) -> None:
     client = await make_client(auth_protect_reads=True)
-    assert (await client.get("/api/v1/problems")).status == 401
-    assert (await client.get("/api/v1/problems", headers=AUTH)).status == 200
+    for path in ("/api/v1/problems", "/api/v1/notifications", "/api/v1/remediations"):
+        assert (await client.get(path)).status == 401
+        assert (await client.get(path, headers=AUTH)).status == 200
+    assert (await client.get("/metrics")).status == 200  # separately, below
+    assert (await client.get("/readyz")).status == 200  # the kubelet sends no token
+
+
+async def test_metrics_can_be_protected_separately(make_client: ClientFactory) -> None:
+    client = await make_client(auth_protect_metrics=True)
+    assert (await client.get("/metrics")).status == 401
+    assert (await client.get("/metrics", headers=AUTH)).status == 200
+    assert (await client.get("/api/v1/problems")).status == 200
 
 
 # -- journal refusals --------------------------------------------------------------------------
