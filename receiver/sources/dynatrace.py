@@ -57,8 +57,11 @@ def parse(body: Any) -> Notification:
     if signal is Signal.OPEN and not title:
         raise PayloadError(f"{prefix}ProblemTitle", "missing on an OPEN problem")
     tags = _tags(obj, prefix)
+    # As Keptn's dynatrace-service routed them: the Keptn* fields are defaults (a catch-all
+    # webhook body sets them once for every problem), the keptn_* tags of the problem's
+    # entities override them.
     where = {
-        name: shape.optional_str(obj, field, f"{prefix}{field}") or tags.get(_TAGS[name])
+        name: tags.get(_TAGS[name]) or shape.optional_str(obj, field, f"{prefix}{field}")
         for name, field in _FIELDS.items()
     }
     return Notification(

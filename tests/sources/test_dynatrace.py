@@ -44,14 +44,29 @@ def test_other_states_are_recorded_but_not_acted_on() -> None:
     assert dynatrace.parse(body).signal is Signal.OTHER
 
 
-def test_explicit_keptn_fields_win_over_tags() -> None:
+def test_keptn_tags_override_the_keptn_fields_as_keptn_routed_them() -> None:
+    # keptn-contrib/dynatrace-service's own test: fields shop/production/carts, tags
+    # shop2/production2/carts2 → the problem goes to shop2/production2/carts2.
+    body = payload("dynatrace-open-plain.json") | {
+        "KeptnProject": "shop",
+        "KeptnStage": "production",
+        "KeptnService": "carts",
+        "Tags": "keptn_project:shop2, keptn_stage:production2, keptn_service:carts2",
+    }
+    n = dynatrace.parse(body)
+    assert (n.project, n.stage, n.service) == ("shop2", "production2", "carts2")
+
+
+def test_the_keptn_fields_route_what_has_no_keptn_tags() -> None:
     body = payload("dynatrace-open-plain.json") | {
         "KeptnProject": "shop",
         "KeptnStage": "prod",
         "KeptnService": "cart",
+        "Tags": "keptn_service:cart-tagged, owner:team-a",
+        "ProblemDetails": {},
     }
     n = dynatrace.parse(body)
-    assert (n.project, n.stage, n.service) == ("shop", "prod", "cart")
+    assert (n.project, n.stage, n.service) == ("shop", "prod", "cart-tagged")
 
 
 def test_entity_tags_stand_in_when_the_tags_string_is_empty() -> None:
