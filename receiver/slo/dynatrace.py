@@ -11,6 +11,7 @@ as Keptn did — unless the selector converts them itself with `:toUnit(...)`.
 from __future__ import annotations
 
 import json
+import logging
 import urllib.parse
 from typing import Any
 
@@ -21,6 +22,8 @@ from receiver.settings import Secret
 from receiver.slo import fetch
 
 _BODY_EXCERPT = 200
+logger = logging.getLogger(__name__)
+
 _MICROSECONDS = "builtin:service.response.time"
 _TO_UNIT = ":toUnit("  # the selector converts the unit itself: take the value as it comes
 
@@ -48,6 +51,15 @@ class Dynatrace:
 
     async def value(self, query: str, *, start: float, end: float) -> float:
         params = split(query)
+        if "?scope=" in query or "&scope=" in query:
+            logger.warning(
+                "sli.dynatrace_scope",
+                extra={
+                    "detail": "Keptn 0.6's ?scope= is sent as entitySelector (metrics API v2);"
+                    " write metricSelector=...&entitySelector=... in sli.yaml",
+                    "entitySelector": params.get("entitySelector"),
+                },
+            )
         if "metricSelector" not in params:
             raise SliError(f"the query has no metricSelector: {query[:_BODY_EXCERPT]}")
         params |= {"from": str(int(start * 1000)), "to": str(int(end * 1000)), "resolution": "Inf"}
@@ -82,6 +94,11 @@ def split(query: str) -> dict[str, str]:
         name, _, value = part.partition("=")
         if name:
             params[urllib.parse.unquote(name)] = urllib.parse.unquote(value)
+    scope = params.pop("scope", None)
+    if scope is not None and "entitySelector" not in params:
+        # Keptn 0.6's `?scope=tag(...)`: the metrics API v2 has no `scope`; Keptn's
+        # dynatrace-sli-service sent it as the entity selector, of services by default.
+        params["entitySelector"] = scope if "type(" in scope else f"{scope},type(SERVICE)"
     return params
 
 

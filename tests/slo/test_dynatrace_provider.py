@@ -85,11 +85,23 @@ async def test_other_metrics_are_taken_as_they_come(standin: TestServer) -> None
     )
 
 
-async def test_keptns_older_metric_question_mark_scope_form_is_read(standin: TestServer) -> None:
+async def test_keptn_06s_scope_is_sent_as_an_entity_selector_of_services(
+    standin: TestServer,
+) -> None:
     selector = "builtin:service.requestCount.total:merge(0):sum"
-    standin.app[dynatrace_standin.METRICS][selector] = [1234.0]
-    assert await value(standin, f"{selector}?scope=tag(keptn_project:sockshop)") == 1234.0
-    assert standin.app[dynatrace_standin.REQUESTS][0]["scope"] == "tag(keptn_project:sockshop)"
+    entities = "tag(keptn_project:sockshop),tag(keptn_service:carts),type(SERVICE)"
+    standin.app[dynatrace_standin.METRICS][(selector, entities)] = [1234.0]
+    query = f"{selector}?scope=tag(keptn_project:sockshop),tag(keptn_service:carts)"
+    assert await value(standin, query) == 1234.0
+    (request,) = standin.app[dynatrace_standin.REQUESTS]
+    assert (request["entitySelector"], "scope" in request) == (entities, False)
+
+
+def test_a_scope_that_names_its_entity_type_keeps_it() -> None:
+    assert split("m:avg?scope=type(PROCESS_GROUP),tag(x)") == {
+        "metricSelector": "m:avg",
+        "entitySelector": "type(PROCESS_GROUP),tag(x)",
+    }
 
 
 async def test_placeholders_are_escaped_so_values_arrive_intact(standin: TestServer) -> None:
