@@ -110,6 +110,7 @@ async def _settle_the_heap(app: web.Application) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     loaded, errors = settings.load_checked(args.config)
+    warnings: list[ConfigError] = []
     try:
         tree = configtree.scan(args.config)
     except ConfigError as e:
@@ -119,8 +120,11 @@ def _check(args: argparse.Namespace) -> int:
         default_provider = loaded.sli_provider if loaded else "prometheus"
         errors.extend(evaluation.check(tree, default_provider=default_provider))
         errors.extend(remediation.check(tree))
+        warnings.extend(remediation.warnings(tree))
     for error in errors:
         print(error)
+    for warning in warnings:  # worth knowing, not wrong: the exit code stays 0
+        print(f"warning: {warning}")
     if errors:
         print(f"{len(errors)} problem(s) found", file=sys.stderr)
         return 1

@@ -127,7 +127,17 @@ class Escalate:
     """Hand the problem to people: deliver it to the configured escalation targets."""
 
 
-ActionKind = Scale | Restart | Toggle | Escalate
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Custom:
+    """An action name the receiver does not run itself: Keptn >= 0.7 handed any name to the
+    service subscribed to it (`run-snow-wf`, `rollback`). The rule loads; the step fails
+    with the reason, and the chain moves on."""
+
+    name: str
+    value: Any
+
+
+ActionKind = Scale | Restart | Toggle | Escalate | Custom
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)

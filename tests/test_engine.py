@@ -208,11 +208,11 @@ async def test_the_default_rule_catches_other_titles(make_world: MakeWorld) -> N
 
 
 async def test_a_broken_rule_is_visible_on_the_problem(make_world: MakeWorld) -> None:
-    world = await make_world(TWO_ACTIONS.replace("action: restart", "action: reboot"))
+    world = await make_world(TWO_ACTIONS.replace('value: "1"', "value: lots"))
     recorded = await world.fire()
     assert recorded["remediation_id"] is None
-    assert "unknown action 'reboot'" in recorded["reason"]
-    assert "spec.remediations[0].actionsOnOpen[1].action" in recorded["reason"]
+    assert "expected a replica delta such as +1, 1 or -1, got 'lots'" in recorded["reason"]
+    assert "spec.remediations[0].actionsOnOpen[0].value" in recorded["reason"]
     problem = await (await world.client.get("/api/v1/problems/fp-1")).json()
     assert "is broken" in problem["ignored_reason"]
 
@@ -340,7 +340,8 @@ async def test_a_remediation_the_engine_cannot_run_is_escalated_not_stranded(
     connection = sqlite3.connect(tmp_path / "journal.db")
     with connection:  # ... and a newer version's plan is what it finds when it comes back
         connection.execute(
-            "UPDATE remediations SET plan = json_set(plan, '$.actions[1].action', 'reboot')"
+            "UPDATE remediations SET plan = json_set(plan, '$.actions[1].action', 'scaling',"
+            " '$.actions[1].value', 'lots')"
         )
     connection.close()
     restarted = await make_world(TWO_ACTIONS)
@@ -348,8 +349,34 @@ async def test_a_remediation_the_engine_cannot_run_is_escalated_not_stranded(
     done = await restarted.finished(rid)
     assert done["state"] == "escalated"
     assert done["reason"] == (
-        "the receiver failed (ValueError: unknown action 'reboot': expected one of scaling,"
-        " featuretoggle, toggle-feature, restart, escalate); escalation delivered"
+        "the receiver failed (ValueError: expected a replica delta such as +1, 1 or -1, got"
+        " 'lots'); escalation delivered"
     )
     assert [s["action"] for s in done["steps"]] == ["scaling", "escalate"]
     assert len(restarted.escalations) == 1
+
+
+async def test_an_action_the_receiver_does_not_run_fails_its_step_and_the_chain_moves_on(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world("""
+apiVersion: spec.keptn.sh/0.1.4
+kind: Remediation
+spec:
+  remediations:
+  - problemType: response_time_p90
+    actionsOnOpen:
+    - {action: run-snow-wf, name: open a ticket, value: {priority: 2}}
+    - {action: scaling, name: scaling, value: "1"}
+""")
+    rid = (await world.fire())["remediation_id"]
+    document = await world.waiting(rid, 1)  # Keptn >= 0.7's custom action did not stop it
+    first = document["steps"][0]
+    assert (first["action"], first["input"], first["result"], first["verdict"]) == (
+        "run-snow-wf",
+        {"priority": 2},
+        "failed",
+        "next",
+    )
+    assert first["detail"].startswith("no executor for action 'run-snow-wf'")
+    assert world.cluster.replicas(NS, "carts-primary") == 2

@@ -21,7 +21,16 @@ from receiver.actions.escalation import Escalation
 from receiver.actions.featureflags import Unleash
 from receiver.actions.kubernetes import Kubernetes
 from receiver.errors import PermanentActionError
-from receiver.models import ActionKind, ActionOutcome, Escalate, Restart, Scale, ServiceRef, Toggle
+from receiver.models import (
+    ActionKind,
+    ActionOutcome,
+    Custom,
+    Escalate,
+    Restart,
+    Scale,
+    ServiceRef,
+    Toggle,
+)
 from receiver.settings import Settings
 
 Checkpoint = dict[str, Any]
@@ -155,6 +164,11 @@ class Actions:
                 if dry_run:
                     return _dry("escalate to the configured targets")
                 return await self.escalation.deliver(document or {})
+            case Custom(name=name):
+                raise PermanentActionError(
+                    f"no executor for action {name!r}: the receiver runs scaling,"
+                    " featuretoggle/toggle-feature, restart and escalate"
+                )
         raise PermanentActionError(f"unknown action {action!r}")
 
     async def _scale(

@@ -27,7 +27,7 @@ from typing import Any
 
 from receiver import configtree, durations
 from receiver.errors import ConfigError
-from receiver.models import ActionKind, Escalate, Restart, Scale, Toggle
+from receiver.models import ActionKind, Custom, Escalate, Restart, Scale, Toggle
 from receiver.remediation.model import Plan, PlannedAction
 
 DEFAULT_RULE = "default"
@@ -195,13 +195,9 @@ def _action(raw: Any, file: str, where: str, errors: list[ConfigError]) -> Actio
         errors.append(ConfigError(file, where, "expected a mapping with action and value"))
         return None
     name = raw.get("action")
-    if name not in ACTIONS:
+    if not isinstance(name, str) or not name.strip():
         errors.append(
-            ConfigError(
-                file,
-                f"{where}.action",
-                f"unknown action {name!r}: expected one of {', '.join(ACTIONS)}",
-            )
+            ConfigError(file, f"{where}.action", f"expected an action name, got {name!r}")
         )
         return None
     value = raw.get("value")
@@ -232,7 +228,7 @@ def _kind(name: str, value: Any) -> ActionKind:
         return Restart()
     if name == "escalate":
         return Escalate()
-    raise ValueError(f"unknown action {name!r}: expected one of {', '.join(ACTIONS)}")
+    return Custom(name=name, value=value)  # Keptn >= 0.7: whoever subscribed to the name
 
 
 def _flags(value: Any) -> tuple[tuple[str, bool], ...]:
@@ -255,6 +251,51 @@ def _flags(value: Any) -> tuple[tuple[str, bool], ...]:
             raise ValueError(f"expected a flag name and on or off, got {flag!r}: {state!r}")
         flags.append((flag, switch))
     return tuple(flags)
+
+
+def warnings(tree: configtree.ConfigTree) -> list[ConfigError]:
+    """Actions the receiver does not run: their rules load, and a remediation reaching one
+    records that it has no executor for it and moves on to the next action."""
+    found: list[ConfigError] = []
+    for relative in sorted(tree.files):
+        if relative.name != configtree.REMEDIATION:
+            continue
+        file = tree.root / relative
+        try:
+            document = configtree.load_yaml(file)
+        except ConfigError:
+            continue  # check() reports it
+        for path, name in _action_names(document):
+            if name not in ACTIONS:
+                found.append(
+                    ConfigError(
+                        str(file),
+                        path,
+                        f"{name!r} is not an action the receiver runs ({', '.join(ACTIONS)}):"
+                        " a remediation reaching it records that it has no executor for it"
+                        " and moves on",
+                    )
+                )
+    return found
+
+
+def _action_names(document: Any) -> list[tuple[str, str]]:
+    """(path, name) of every action named in a remediation.yaml of either format."""
+    if not isinstance(document, dict):
+        return []
+    spec = document.get("spec")
+    if isinstance(spec, dict):
+        entries, path, key = spec.get("remediations"), "spec.remediations", "actionsOnOpen"
+    else:
+        entries, path, key = document.get("remediations"), "remediations", "actions"
+    names = []
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        actions = entry.get(key) if isinstance(entry, dict) else None
+        for position, raw in enumerate(actions if isinstance(actions, list) else []):
+            name = raw.get("action") if isinstance(raw, dict) else None
+            if isinstance(name, str):
+                names.append((f"{path}[{index}].{key}[{position}].action", name))
+    return names
 
 
 def check(tree: configtree.ConfigTree) -> list[ConfigError]:

@@ -9,7 +9,7 @@ import yaml
 
 from receiver import configtree
 from receiver.errors import ConfigError
-from receiver.models import Escalate, Restart, Scale, Toggle
+from receiver.models import Custom, Escalate, Restart, Scale, Toggle
 from receiver.rules import remediation
 
 KEPTN_06 = """
@@ -153,9 +153,19 @@ def test_a_broken_rule_keeps_its_error_and_still_matches() -> None:
     assert match.error is not None
 
 
-def test_an_unknown_action_in_a_journaled_plan_is_an_error_not_an_escalation() -> None:
-    with pytest.raises(ValueError, match="unknown action 'reboot'"):
-        remediation.action("reboot", None)
+def test_an_action_name_the_receiver_does_not_run_is_keptns_custom_action() -> None:
+    assert remediation.action("run-snow-wf", {"p": 1}) == Custom(name="run-snow-wf", value={"p": 1})
+    rules, errors = remediation.parse(
+        yaml.safe_load(
+            "remediations:\n- {name: x, actions: [{action: rollback}, {action: restart}]}\n"
+        ),
+        "r.yaml",
+    )
+    assert errors == []
+    assert [a.kind for a in rules.rules[0].actions] == [
+        Custom(name="rollback", value=None),
+        Restart(),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -250,7 +260,7 @@ def test_check_reports_every_file_of_the_tree(tmp_path: Path) -> None:
 def test_a_broken_rule_does_not_stop_the_rules_after_it_and_carries_its_own_error() -> None:
     rules, errors = remediation.parse(
         yaml.safe_load(
-            "remediations:\n- {name: broken, actions: [{action: reboot}]}\n"
+            "remediations:\n- {name: broken, actions: [{action: scaling, value: lots}]}\n"
             "- {name: fine, actions: [{action: restart}]}\n"
             "- 7\n- {name: also fine, actions: [{action: escalate}]}\n"
         ),
@@ -260,13 +270,13 @@ def test_a_broken_rule_does_not_stop_the_rules_after_it_and_carries_its_own_erro
     assert [(r.problem_type, r.error) for r in rules.rules] == [
         (
             "broken",
-            "carts/remediation.yaml: remediations[0].actions[0].action: unknown action 'reboot':"
-            " expected one of scaling, featuretoggle, toggle-feature, restart, escalate",
+            "carts/remediation.yaml: remediations[0].actions[0].value: expected a replica delta"
+            " such as +1, 1 or -1, got 'lots'",
         ),
         ("fine", None),
         ("also fine", None),
     ]
-    assert [e.path for e in errors] == ["remediations[0].actions[0].action", "remediations[2]"]
+    assert [e.path for e in errors] == ["remediations[0].actions[0].value", "remediations[2]"]
 
 
 @pytest.mark.parametrize(
@@ -314,12 +324,12 @@ def test_the_plan_keeps_the_rule_as_written() -> None:
 def test_loading_a_file_keeps_its_good_rules_and_names_the_file(tmp_path: Path) -> None:
     file = tmp_path / "remediation.yaml"
     file.write_text(
-        "remediations:\n- {name: x, actions: [{action: reboot}]}\n"
+        "remediations:\n- {name: x, actions: [{action: scaling, value: lots}]}\n"
         "- {name: y, actions: [{action: restart}]}\n"
     )
     loaded = remediation.load(file)
     assert (loaded.file, [r.problem_type for r in loaded.rules]) == (str(file), ["x", "y"])
-    assert str(loaded.rules[0].error).startswith(f"{file}: remediations[0].actions[0].action")
+    assert str(loaded.rules[0].error).startswith(f"{file}: remediations[0].actions[0].value")
     file.write_text("remediations: [{name: x, actions: []}]\n")
     with pytest.raises(ConfigError) as caught:
         remediation.load(file)
