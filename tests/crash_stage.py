@@ -98,9 +98,5 @@ async def stage(tmp_path: Path, config_dir: Path) -> AsyncIterator[Stage]:
     await prometheus.close()
 
 
-def scale_writes(cluster: kube_standin.Cluster) -> int:
-    return sum(1 for method, path, _ in cluster.writes if path.endswith("/scale"))
-
-
 def moment(iso: str) -> float:
     return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

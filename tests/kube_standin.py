@@ -154,6 +154,10 @@ class Cluster:
     def count(self, method: str, suffix: str = "") -> int:
         return sum(1 for m, path, _ in self.calls if m == method and path.endswith(suffix))
 
+    def scale_writes(self) -> int:
+        """Writes applied to a `scale` subresource: how often replicas were set."""
+        return sum(1 for _, path, _ in self.writes if path.endswith("/scale"))
+
     def allows(self, verb: str, resource: str, namespace: str, name: str) -> bool:
         if (verb, resource, namespace) in self.forbidden:
             return False

@@ -8,7 +8,7 @@ import sys
 import time
 
 from tests import processes
-from tests.crash_stage import NS, RT, WAIT, Stage, moment, scale_writes
+from tests.crash_stage import NS, RT, WAIT, Stage, moment
 
 
 async def test_killed_during_the_wait_it_resumes_the_rest_of_the_wait(stage: Stage) -> None:
@@ -29,7 +29,7 @@ async def test_killed_during_the_wait_it_resumes_the_rest_of_the_wait(stage: Sta
     # Judged when the first wait ran out: not at the restart, not after a whole new wait.
     assert until <= judged_at < until + 1.0
     assert stage.cluster.replicas(NS, "carts-primary") == 2
-    assert scale_writes(stage.cluster) == 1  # applied exactly once
+    assert stage.cluster.scale_writes() == 1  # applied exactly once
 
 
 async def test_killed_between_action_start_and_result_it_never_adds_a_second_delta(
@@ -42,15 +42,15 @@ async def test_killed_between_action_start_and_result_it_never_adds_a_second_del
             break
         await asyncio.sleep(0.02)
     assert stage.cluster.count("PATCH", "/scale") == 1, "the PATCH never left the receiver"
-    assert scale_writes(stage.cluster) == 0  # in flight: not applied yet
+    assert stage.cluster.scale_writes() == 0  # in flight: not applied yet
     document = await stage.until(rid, lambda d: True)
     assert document["steps"][0]["result"] == "started"
     await stage.receiver.kill()
     for _ in range(100):  # the orphaned PATCH lands after its sender died
-        if scale_writes(stage.cluster):
+        if stage.cluster.scale_writes():
             break
         await asyncio.sleep(0.02)
-    assert scale_writes(stage.cluster) == 1, "the orphaned PATCH never landed"
+    assert stage.cluster.scale_writes() == 1, "the orphaned PATCH never landed"
     assert stage.cluster.replicas(NS, "carts-primary") == 2
     stage.cluster.write_delay = 0.0
     stage.slis[RT] = 300.0
@@ -58,7 +58,7 @@ async def test_killed_between_action_start_and_result_it_never_adds_a_second_del
     done = await stage.until(rid, lambda d: d["phase"] == "done")
     assert done["state"] == "healed"
     assert stage.cluster.replicas(NS, "carts-primary") == 2  # not 3
-    assert scale_writes(stage.cluster) == 1
+    assert stage.cluster.scale_writes() == 1
     (step,) = done["steps"]
     assert step["result"] == "succeeded"
 
@@ -72,7 +72,7 @@ async def test_killed_while_queued_behind_another_remediation_both_complete(stag
     await stage.receiver.start()
     await stage.until(first, lambda d: d["phase"] == "done")
     await stage.until(second, lambda d: d["phase"] == "done", within=30)
-    assert scale_writes(stage.cluster) == 2  # one per remediation, in order
+    assert stage.cluster.scale_writes() == 2  # one per remediation, in order
     assert stage.cluster.replicas(NS, "carts-primary") == 3
 
 

@@ -28,8 +28,13 @@ def edit_journal(tmp_path: Path, *statements: str) -> None:
     connection.close()
 
 
-def scale_writes(world: World) -> int:
-    return sum(1 for method, path, _ in world.cluster.writes if path.endswith("/scale"))
+async def stopped_in_the_first_wait(make_world: MakeWorld) -> tuple[World, int]:
+    """A receiver with TWO_ACTIONS stopped while its remediation waits after the first."""
+    world = await make_world(TWO_ACTIONS)
+    rid: int = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    await world.client.close()
+    return world, rid
 
 
 async def crash_and_restart(make_world: MakeWorld, world: World, **settings: Any) -> World:
@@ -52,16 +57,13 @@ async def test_a_wait_resumed_after_a_restart_ends_when_it_would_have(
     assert (await restarted.get(rid))["phase"] == "wait"
     restarted.clock.advance(1)
     await restarted.waiting(rid, 1)  # the rest of the wait ran out: judged, the next action
-    assert scale_writes(restarted) == 1
+    assert restarted.cluster.scale_writes() == 1
 
 
 async def test_a_cancel_requested_while_the_receiver_was_down_is_honoured(
     make_world: MakeWorld, tmp_path: Path
 ) -> None:
-    world = await make_world(TWO_ACTIONS)
-    rid = (await world.fire())["remediation_id"]
-    await world.waiting(rid, 0)
-    await world.client.close()
+    world, rid = await stopped_in_the_first_wait(make_world)
     edit_journal(tmp_path, f"UPDATE remediations SET cancel_requested = 1 WHERE id = {rid}")
     restarted = await make_world(restart=world)
     done = await restarted.finished(rid)
@@ -73,10 +75,7 @@ async def test_a_cancel_requested_while_the_receiver_was_down_is_honoured(
 async def test_a_problem_resolved_while_down_is_not_remediated_further(
     make_world: MakeWorld, tmp_path: Path
 ) -> None:
-    world = await make_world(TWO_ACTIONS)
-    rid = (await world.fire())["remediation_id"]
-    await world.waiting(rid, 0)
-    await world.client.close()
+    world, rid = await stopped_in_the_first_wait(make_world)
     # The resolve was committed, then the receiver died before the engine heard of it.
     edit_journal(tmp_path, "UPDATE problems SET state = 'resolved', resolved_at = 1")
     restarted = await make_world(restart=world)
@@ -102,16 +101,13 @@ async def test_a_remediation_cancelled_while_queued_never_begins(make_world: Mak
         "cancelled before it began",
         [],
     )
-    assert scale_writes(world) == 1
+    assert world.cluster.scale_writes() == 1
 
 
 async def test_a_cancel_found_at_the_evaluation_after_a_restart_skips_the_verdict(
     make_world: MakeWorld, tmp_path: Path
 ) -> None:
-    world = await make_world(TWO_ACTIONS)
-    rid = (await world.fire())["remediation_id"]
-    await world.waiting(rid, 0)
-    await world.client.close()
+    world, rid = await stopped_in_the_first_wait(make_world)
     edit_journal(
         tmp_path,
         f"UPDATE remediations SET phase = 'evaluate', cancel_requested = 1 WHERE id = {rid}",
@@ -125,26 +121,20 @@ async def test_a_cancel_found_at_the_evaluation_after_a_restart_skips_the_verdic
 async def test_a_crash_in_the_evaluate_phase_evaluates_after_the_restart(
     make_world: MakeWorld, tmp_path: Path
 ) -> None:
-    world = await make_world(TWO_ACTIONS)
-    rid = (await world.fire())["remediation_id"]
-    await world.waiting(rid, 0)
-    await world.client.close()
+    world, rid = await stopped_in_the_first_wait(make_world)
     edit_journal(tmp_path, f"UPDATE remediations SET phase = 'evaluate' WHERE id = {rid}")
     world.slis.update(FAST)
     restarted = await make_world(restart=world)
     done = await restarted.finished(rid)  # no second wait: the wait was over
     assert done["state"] == "healed"
     assert done["steps"][0]["evaluation"]["result"] == "pass"
-    assert scale_writes(restarted) == 1
+    assert restarted.cluster.scale_writes() == 1
 
 
 async def test_a_step_that_succeeded_before_the_crash_is_not_run_again(
     make_world: MakeWorld, tmp_path: Path
 ) -> None:
-    world = await make_world(TWO_ACTIONS)
-    rid = (await world.fire())["remediation_id"]
-    await world.waiting(rid, 0)
-    await world.client.close()
+    world, rid = await stopped_in_the_first_wait(make_world)
     # Died after the step's result was written, before the wait was.
     edit_journal(
         tmp_path,
@@ -152,7 +142,7 @@ async def test_a_step_that_succeeded_before_the_crash_is_not_run_again(
     )
     restarted = await make_world(restart=world)
     await restarted.waiting(rid, 0)
-    assert scale_writes(restarted) == 1
+    assert restarted.cluster.scale_writes() == 1
     restarted.slis.update(FAST)
     restarted.clock.advance(WAIT)
     done = await restarted.finished(rid)
@@ -163,10 +153,7 @@ async def test_a_step_that_succeeded_before_the_crash_is_not_run_again(
 async def test_a_step_that_failed_before_the_crash_moves_on_to_the_next(
     make_world: MakeWorld, tmp_path: Path
 ) -> None:
-    world = await make_world(TWO_ACTIONS)
-    rid = (await world.fire())["remediation_id"]
-    await world.waiting(rid, 0)
-    await world.client.close()
+    world, rid = await stopped_in_the_first_wait(make_world)
     edit_journal(
         tmp_path,
         "UPDATE steps SET result = 'failed', detail = 'no effect', verdict = NULL",
@@ -178,7 +165,7 @@ async def test_a_step_that_failed_before_the_crash_moves_on_to_the_next(
         ("scaling", "failed", "next"),
         ("restart", "succeeded", None),
     ]
-    assert scale_writes(restarted) == 1
+    assert restarted.cluster.scale_writes() == 1
 
 
 async def test_a_broken_slo_file_moves_on_to_the_next_action(
@@ -333,4 +320,4 @@ async def test_while_the_journal_refuses_writes_the_engine_waits_then_goes_on(
     world.clock.advance(1)  # the journal takes writes again: from the last saved progress on
     done = await world.finished(rid)
     assert done["state"] == "healed"
-    assert scale_writes(world) == 1
+    assert world.cluster.scale_writes() == 1

@@ -38,10 +38,6 @@ async def post(world: World, *alerts: dict[str, Any]) -> list[dict[str, Any]]:
     return recorded
 
 
-def scale_writes(world: World) -> int:
-    return sum(1 for method, path, _ in world.cluster.writes if path.endswith("/scale"))
-
-
 async def test_a_storm_of_2000_alerts_of_one_rule_is_one_remediation(
     make_world: MakeWorld,
 ) -> None:
@@ -58,7 +54,7 @@ async def test_a_storm_of_2000_alerts_of_one_rule_is_one_remediation(
     timeline = await world.get(rid)
     assert len(timeline["joined_problems"]) == 50  # listed in part, counted in full
     assert timeline["joined_problems"][0]["key"] == "pod-1"
-    assert scale_writes(world) == 1
+    assert world.cluster.scale_writes() == 1
     # A late alert of the same storm joins too, and a repeat changes nothing.
     (late,) = await post(world, alert("pod-late"))
     (repeat,) = await post(world, alert("pod-7"))

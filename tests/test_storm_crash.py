@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import AUTH, payload
-from tests.crash_stage import NS, Stage, scale_writes
+from tests.crash_stage import NS, Stage
 
 RULES = ("response_time_p90", "Response time degradation")  # two scaling rules of carts
 
@@ -82,5 +82,5 @@ async def test_every_acknowledged_alert_survives_kills_during_a_storm(stage: Sta
     for remediation in remediations:
         scalings = [s for s in remediation["steps"] if s["action"] == "scaling"]
         assert len(scalings) <= 1, f"seed {seed}: {remediation}"
-    assert scale_writes(stage.cluster) <= len(remediations), f"seed {seed}: a second delta"
-    assert stage.cluster.replicas(NS, "carts-primary") == 1 + scale_writes(stage.cluster)
+    assert stage.cluster.scale_writes() <= len(remediations), f"seed {seed}: a second delta"
+    assert stage.cluster.replicas(NS, "carts-primary") == 1 + stage.cluster.scale_writes()
