@@ -37,12 +37,10 @@ from receiver.remediation.model import (
     Escalate,
     Evaluate,
     Event,
-    Expired,
     Finish,
     Judged,
     Phase,
     Remediation,
-    Resolved,
     ScaleBack,
     Sleep,
 )
@@ -114,10 +112,10 @@ class Driver:
         if remediation.cancel_requested:
             inbox.put_nowait(Cancelled())
         if not await self._store.unresolved_problems(remediation.id):  # its own and joined ones
-            if await self._store.problem_state(remediation.problem_id) is ProblemState.EXPIRED:
-                inbox.put_nowait(Expired())
-            else:
-                inbox.put_nowait(Resolved(has_slo=self._effects.has_slo(remediation.service)))
+            state = await self._store.problem_state(remediation.problem_id)
+            inbox.put_nowait(
+                self._effects.closed(remediation.service, expired=state is ProblemState.EXPIRED)
+            )
 
     async def _loop(self, remediation: Remediation, inbox: Inbox, log: Bound) -> None:
         plan, progress = remediation.plan, remediation.progress

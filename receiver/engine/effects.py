@@ -23,8 +23,10 @@ from receiver.remediation.model import (
     Acted,
     Escalate,
     Escalated,
+    Expired,
     Judged,
     Remediation,
+    Resolved,
     ScaleBack,
     ScaleBackState,
     StepResult,
@@ -59,8 +61,12 @@ class Effects:
         self._metrics = metrics
         self._now = now
 
-    def has_slo(self, service: ServiceRef) -> bool:
-        return self._tree.slo_file(service) is not None
+    def closed(self, service: ServiceRef, *, expired: bool) -> Resolved | Expired:
+        """The event for a remediation whose problems are all closed: resolved by their
+        source (judged without an SLO when the service has no slo.yaml), or expired."""
+        if expired:
+            return Expired()
+        return Resolved(has_slo=self._tree.slo_file(service) is not None)
 
     async def act(self, remediation: Remediation, position: int, log: Bound) -> Acted:
         """Run the plan's action at `position`, journaled before and after. A step that

@@ -5,13 +5,10 @@ leadership runs remediations. One process on its own SQLite journal is always th
 
 from __future__ import annotations
 
-import asyncio
 from typing import Protocol
 
 
 class Leadership(Protocol):
-    lost: asyncio.Event  # set when the leadership is lost: stop acting at once
-
     async def acquire(self) -> None:
         """Return once this process leads."""
         ...
@@ -21,9 +18,6 @@ class Leadership(Protocol):
 
 class Solo:
     """The only process on its journal: it leads from the start and never loses it."""
-
-    def __init__(self) -> None:
-        self.lost = asyncio.Event()
 
     async def acquire(self) -> None:
         return None

@@ -34,7 +34,7 @@ from receiver.journal import (
 )
 from receiver.metrics import Metrics
 from receiver.models import ProblemState, ServiceRef
-from receiver.remediation.model import Cancelled, Expired, Resolved, ScaleBack, ScaleBackState
+from receiver.remediation.model import Cancelled, ScaleBack, ScaleBackState
 from receiver.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -147,8 +147,9 @@ class Engine:
                 case ProblemResolved(problem_id, remediation_id, open_left, expired):
                     running = self._running.get(remediation_id)
                     if running is not None and not open_left:  # every problem it was for
-                        has_slo = self._effects.has_slo(running.service)
-                        running.inbox.put_nowait(Expired() if expired else Resolved(has_slo))
+                        running.inbox.put_nowait(
+                            self._effects.closed(running.service, expired=expired)
+                        )
                     for pending in self._scale_backs.values():
                         if pending.problem_id == problem_id:
                             pending.resolved.set()
