@@ -323,9 +323,11 @@ async def _dynatrace_webhook(request: web.Request) -> web.Response:
 
 
 async def _authenticated_body(request: web.Request) -> bytes:
-    lag, limit = request.app[LAG].seconds, request.app[SETTINGS].max_loop_lag
-    if lag > limit:  # before reading the body: shedding must cost next to nothing
-        raise Overloaded(f"the receiver runs {lag:.2f} s behind (server.max_loop_lag {limit:g} s)")
+    lag, max_lag = request.app[LAG].seconds, request.app[SETTINGS].max_loop_lag
+    if lag > max_lag:  # before reading the body: shedding must cost next to nothing
+        raise Overloaded(
+            f"the receiver runs {lag:.2f} s behind (server.max_loop_lag {max_lag:g} s)"
+        )
     request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
     limit = request.app[SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
