@@ -209,6 +209,10 @@ def test_an_action_name_the_receiver_does_not_run_is_keptns_custom_action() -> N
          [("spec", "expected a mapping with remediations")]),
         ("remediations: [{name: '', actions: [{action: restart}]}]",
          [("remediations[0].name", "missing: the problem title prefix")]),
+        ("remediations: [{name: x, actions: [{action: 5}]}]",
+         [("remediations[0].actions[0].action", "expected an action name, got 5")]),
+        ("remediations: [{name: x, actions: [{action: '  '}]}]",
+         [("remediations[0].actions[0].action", "expected an action name, got '  '")]),
         ("remediations: [{name: x, actions: [{action: featuretoggle, value: ':off'}]}]",
          [("remediations[0].actions[0].value",
            "expected a flag name and on or off, got '': 'off'")]),
@@ -334,3 +338,36 @@ def test_loading_a_file_keeps_its_good_rules_and_names_the_file(tmp_path: Path) 
     with pytest.raises(ConfigError) as caught:
         remediation.load(file)
     assert (caught.value.file, caught.value.path) == (str(file), "remediations[0].actions")
+
+
+def test_check_warns_of_every_action_the_receiver_does_not_run_with_file_and_path(
+    tmp_path: Path,
+) -> None:
+    carts = tmp_path / "shop" / "prod" / "carts"
+    carts.mkdir(parents=True)
+    (carts / "remediation.yaml").write_text(
+        "apiVersion: spec.keptn.sh/0.1.4\nkind: Remediation\nspec:\n  remediations:\n"
+        "  - problemType: x\n    actionsOnOpen:\n"
+        "    - {action: scaling, value: lots}\n    - {action: run-snow-wf}\n"
+        "  - problemType: y\n    actionsOnOpen: [{action: restart}, {action: rollback}, 7]\n"
+    )
+    orders = tmp_path / "shop" / "prod" / "orders"
+    orders.mkdir(parents=True)
+    (orders / "remediation.yaml").write_text(
+        "remediations:\n- {name: z, actions: [{action: page-someone}, {action: 5}]}\n- 3\n"
+    )
+    users = tmp_path / "shop" / "prod" / "users"
+    users.mkdir(parents=True)
+    (users / "remediation.yaml").write_text("remediations: [unclosed\n")  # check() reports
+    (tmp_path / "shop" / "prod" / "remediation.yaml").write_text("[a list]\n")
+    warnings = remediation.warnings(configtree.scan(tmp_path))
+    assert [(Path(w.file).parent.name, w.path, w.message.split(" is ")[0]) for w in warnings] == [
+        ("carts", "spec.remediations[0].actionsOnOpen[1].action", "'run-snow-wf'"),
+        ("carts", "spec.remediations[1].actionsOnOpen[1].action", "'rollback'"),
+        ("orders", "remediations[0].actions[0].action", "'page-someone'"),
+    ]
+    assert warnings[0].message == (
+        "'run-snow-wf' is not an action the receiver runs (scaling, featuretoggle,"
+        " toggle-feature, restart, escalate): a remediation reaching it records that it has"
+        " no executor for it and moves on"
+    )
