@@ -16,8 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from receiver import yamlfile
 from receiver.errors import ConfigError
 from receiver.models import ServiceRef
 
@@ -101,12 +100,4 @@ def check(tree: ConfigTree) -> list[ConfigError]:
 
 
 def load_yaml(file: Path) -> Any:
-    try:
-        return yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(str(file), "", f"cannot read: {e.strerror}") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(str(file), where, f"invalid YAML: {problem}") from e
+    return yamlfile.read(file)

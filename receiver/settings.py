@@ -16,9 +16,7 @@ from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
-
-from receiver import durations
+from receiver import durations, yamlfile
 from receiver.errors import ConfigError
 
 SETTINGS_FILE = "receiver.yaml"
@@ -392,9 +390,9 @@ def load_checked(
     document: dict[str, Any] = {}
     if config_dir is not None and file.exists():
         try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as e:
-            return None, [ConfigError(str(file), "", f"cannot read: {_short(e)}")]
+            loaded = yamlfile.read(file)
+        except ConfigError as e:
+            return None, [e]
         if loaded is not None and not isinstance(loaded, dict):
             return None, [ConfigError(str(file), "", "expected a mapping of settings")]
         document = loaded or {}

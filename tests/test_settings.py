@@ -113,7 +113,9 @@ def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
 def test_broken_yaml_is_reported(tmp_path: Path) -> None:
     write(tmp_path, "server: [\n")
     _, errors = settings.load_checked(tmp_path, environ={})
-    assert "cannot read" in str(errors[0])
+    (error,) = errors
+    assert (error.file, error.path) == (str(tmp_path / "receiver.yaml"), "line 2, column 1")
+    assert error.message.startswith("invalid YAML: expected the node content")
 
 
 def test_the_readme_lists_every_setting() -> None:
