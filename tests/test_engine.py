@@ -91,16 +91,53 @@ async def test_a_failed_action_moves_on_at_once(make_world: MakeWorld) -> None:
     assert first["evaluation"] is None
 
 
-async def test_a_resolve_during_the_wait_stops_the_remediation(make_world: MakeWorld) -> None:
+async def test_a_resolve_during_the_wait_is_judged_at_once_and_healed_when_it_healed(
+    make_world: MakeWorld,
+) -> None:
     world = await make_world(TWO_ACTIONS)
     rid = (await world.fire())["remediation_id"]
     await world.waiting(rid, 0)
+    world.slis.update(FAST)  # the new replica helped, and the alert resolves
+    await world.resolve()
+    done = await world.finished(rid)  # the clock did not move: not after the 10-minute wait
+    assert (done["state"], done["reason"]) == (
+        "healed",
+        "scaling (step 1) healed it: SLO pass, score 100.0",
+    )
+    assert [(s["action"], s["verdict"]) for s in done["steps"]] == [("scaling", "healed")]
+    assert world.cluster.count("PATCH", "/carts-primary") == 0  # the restart never ran
+
+
+async def test_a_resolve_whose_slo_still_fails_moves_on_to_the_next_action(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world(TWO_ACTIONS)
+    rid = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    await world.resolve()  # resolved, but the SLO says the service is still slow
+    document = await world.waiting(rid, 1)
+    assert [(s["action"], s["verdict"]) for s in document["steps"]] == [
+        ("scaling", "next"),
+        ("restart", None),
+    ]
+    assert document["steps"][0]["evaluation"]["result"] == "fail"
+
+
+async def test_a_resolve_before_any_action_succeeded_stays_resolved(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world(TWO_ACTIONS, remediation_cooldown=600.0)
+    first = (await world.fire(key="fp-0", title="Memory"))["remediation_id"]  # the default rule
+    await world.finished(first)  # escalated: its end starts the service's cooldown
+    rid = (await world.fire())["remediation_id"]
+    await world.until(rid, lambda d: d["phase"] == "cooldown", "the cooldown")
     await world.resolve()
     done = await world.finished(rid)
-    assert done["state"] == "resolved"
-    assert done["reason"] == "resolved by its source after 1 action"
-    assert [s["action"] for s in done["steps"]] == ["scaling"]
-    assert world.cluster.count("PATCH", "/carts-primary") == 0  # the restart never ran
+    assert (done["state"], done["reason"], done["steps"]) == (
+        "resolved",
+        "resolved by its source before the remediation began",
+        [],
+    )
 
 
 async def test_repeated_firing_starts_one_remediation(make_world: MakeWorld) -> None:

@@ -61,7 +61,7 @@ async def test_a_storm_of_2000_alerts_of_one_rule_is_one_remediation(
     assert (late["remediation_id"], repeat["outcome"]) == (rid, "repeated")
 
 
-async def test_it_ends_resolved_only_when_every_problem_it_was_for_is_resolved(
+async def test_it_is_judged_on_the_resolve_only_once_every_problem_it_was_for_is_resolved(
     make_world: MakeWorld,
 ) -> None:
     world = await make_world()
@@ -69,12 +69,13 @@ async def test_it_ends_resolved_only_when_every_problem_it_was_for_is_resolved(
     rid = first["remediation_id"]
     await post(world, alert("pod-2"), alert("pod-3"))
     await world.waiting(rid, 0)
+    world.slis.update(FAST)
     await post(world, alert("pod-1", status="resolved"), alert("pod-2", status="resolved"))
     document = await world.waiting(rid, 0)  # pod-3 is still open: it keeps waiting
     assert document["joined"] == {"problems": 2, "open": 1}
     await post(world, alert("pod-3", status="resolved"))
-    done = await world.finished(rid)
-    assert (done["state"], done["reason"]) == ("resolved", "resolved by its source after 1 action")
+    done = await world.finished(rid)  # judged at once: the clock did not move
+    assert (done["state"], done["steps"][0]["verdict"]) == ("healed", "healed")
 
 
 async def test_its_verdict_ends_it_for_every_problem_it_was_for(make_world: MakeWorld) -> None:
@@ -130,19 +131,29 @@ async def test_a_restart_keeps_joining_problems_to_the_running_remediation(
 async def test_a_problem_that_joins_as_the_last_one_resolves_gets_its_own_remediation(
     make_world: MakeWorld,
 ) -> None:
-    world = await make_world()
-    (first,) = await post(world, alert("pod-1"))
-    rid = first["remediation_id"]
-    await world.waiting(rid, 0)
-    # One delivery: the last problem resolves, and a new one joins before the end is saved.
-    _, late = await post(world, alert("pod-1", status="resolved"), alert("pod-9"))
+    world = await make_world(TWO_RULES)
+    (running,) = await post(world, alert("rt-1"))
+    (queued,) = await post(world, alert("err-1", "error_rate"))  # behind the first
+    await world.waiting(running["remediation_id"], 0)
+    # One delivery: the queued one's problem resolves, and a new one joins it before its
+    # end is saved (it ends when its turn comes).
+    _, late = await post(
+        world, alert("err-1", "error_rate", status="resolved"), alert("err-2", "error_rate")
+    )
+    rid = queued["remediation_id"]
     assert late["remediation_id"] == rid
-    assert (await world.finished(rid))["state"] == "resolved"
+    world.slis.update(FAST)
+    world.clock.advance(WAIT)  # the first heals; the queued one's turn comes
+    done = await world.finished(rid)
+    assert (done["state"], done["reason"]) == (
+        "resolved",
+        "resolved by its source before the remediation began",
+    )
     listed = (await (await world.client.get("/api/v1/remediations")).json())["remediations"]
-    heir = next(r for r in listed if r["id"] != rid)
-    assert (heir["problem_key"], heir["rule"]) == ("pod-9", "response_time_p90")
+    (heir,) = [r for r in listed if r["id"] not in (rid, running["remediation_id"])]
+    assert (heir["problem_key"], heir["rule"]) == ("err-2", "error_rate")
     await world.waiting(heir["id"], 0)
-    assert world.cluster.replicas(NS, "carts-primary") == 3  # it acts for pod-9
+    assert world.cluster.replicas(NS, "carts-primary") == 3  # it acted for err-2
 
 
 async def test_the_cli_shows_what_joined(make_world: MakeWorld) -> None:

@@ -4,6 +4,7 @@
     action[p] ─Acted(ok)→ wait ─Elapsed→ evaluate ─Judged(healed)→ healed
     action[p] ─Acted(failed)→ action[p+1]      evaluate ─Judged(not healed)→ action[p+1]
     action[p], the plan says escalate or has no action p → escalate ─Escalated→ escalated
+    wait ─Resolved→ evaluate (the source resolved it after an action: judge now)
     Resolved / Cancelled / Expired, at the safe point where they find it → resolved /
     cancelled / expired
 
@@ -139,18 +140,16 @@ def transition(
                 f"no slo.yaml; the source resolved the problem {_after(position + 1)}",
                 Judgement(position, Verdict.HEALED),
             )
-        case Phase.WAIT | Phase.EVALUATE, Resolved(has_slo=True):
-            return _finish(
-                progress,
-                RemediationState.RESOLVED,
-                f"resolved by its source {_after(position + 1)}",
-                Judgement(position, Verdict.RESOLVED),
-            )
-        case Phase.WAIT | Phase.EVALUATE, Expired():
-            return _finish(progress, RemediationState.EXPIRED, f"{_STALE} {_after(position + 1)}")
-        case Phase.WAIT, Elapsed():
+        case (Phase.WAIT, Resolved(has_slo=True)) | (Phase.WAIT, Elapsed()):
+            # A resolve after a successful action ends the wait: judge now whether it healed
+            # (with Keptn's timing the alert an action fixed resolves within the wait, and
+            # waiting it out would call every such heal merely "resolved").
             evaluating = dataclasses.replace(progress, phase=Phase.EVALUATE, until=None)
             return Transition(evaluating, Evaluate(position))
+        case Phase.EVALUATE, Resolved(has_slo=True):
+            return Transition(progress, Evaluate(position))  # being judged already
+        case Phase.WAIT | Phase.EVALUATE, Expired():
+            return _finish(progress, RemediationState.EXPIRED, f"{_STALE} {_after(position + 1)}")
 
         case Phase.EVALUATE, Judged(healed=True, why=why):
             return _finish(

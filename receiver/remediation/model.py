@@ -37,7 +37,7 @@ class Verdict(enum.StrEnum):
 
     HEALED = "healed"
     NEXT = "next"  # failed, or judged not healed: the next action
-    RESOLVED = "resolved"  # its source resolved the problem before it was judged
+    RESOLVED = "resolved"  # resolved before it was judged (written by 0.1.0; read still)
     ESCALATED = "escalated"
 
 

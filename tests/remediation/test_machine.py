@@ -94,8 +94,8 @@ ROWS = [
     (at(Phase.WAIT, until=NOW), Elapsed(), RUNNING, Phase.EVALUATE, 0, Evaluate(0), None, None),
     (at(Phase.WAIT, until=NOW), Cancelled(), CANCELLED, Phase.DONE, 0, Finish(), None,
      "cancelled by hand after 1 action"),
-    (at(Phase.WAIT, 1, until=NOW), Resolved(has_slo=True), RESOLVED, Phase.DONE, 1, Finish(),
-     Verdict.RESOLVED, "resolved by its source after 2 actions"),
+    (at(Phase.WAIT, 1, until=NOW), Resolved(has_slo=True), RUNNING, Phase.EVALUATE, 1,
+     Evaluate(1), None, None),  # resolved after an action: judged now, not after the wait
     (at(Phase.WAIT, until=NOW), Resolved(has_slo=False), HEALED, Phase.DONE, 0, Finish(),
      Verdict.HEALED, "no slo.yaml; the source resolved the problem after 1 action"),
     # evaluate
@@ -105,8 +105,8 @@ ROWS = [
      Verdict.NEXT, None),
     (at(Phase.EVALUATE), Cancelled(), CANCELLED, Phase.DONE, 0, Finish(), None,
      "cancelled by hand after 1 action"),
-    (at(Phase.EVALUATE), Resolved(has_slo=True), RESOLVED, Phase.DONE, 0, Finish(),
-     Verdict.RESOLVED, "resolved by its source after 1 action"),
+    (at(Phase.EVALUATE), Resolved(has_slo=True), RUNNING, Phase.EVALUATE, 0, Evaluate(0), None,
+     None),  # being judged already: the judgement decides
     (at(Phase.EVALUATE), Resolved(has_slo=False), HEALED, Phase.DONE, 0, Finish(),
      Verdict.HEALED, "no slo.yaml; the source resolved the problem after 1 action"),
     # expired: every problem it was for went stale
