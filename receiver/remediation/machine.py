@@ -5,8 +5,8 @@
     action[p] ─Acted(failed)→ action[p+1]      evaluate ─Judged(not healed)→ action[p+1]
     action[p], the plan says escalate or has no action p → escalate ─Escalated→ escalated
     wait ─Resolved→ evaluate (the source resolved it after an action: judge now)
-    Resolved / Cancelled / Expired, at the safe point where they find it → resolved /
-    cancelled / expired
+    Resolved before an action succeeded, Cancelled, Expired — at the safe point where they
+    find it → resolved / cancelled / expired
 
 The driver (receiver/engine/driver.py) performs each effect, feeds the event it produced
 back in, and saves the progress before performing the next effect; a pair of phase and
