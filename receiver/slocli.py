@@ -279,6 +279,12 @@ def run_rules(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             continue
+        foreign = evaluation.foreign_queries(tree, service_slo)
+        for error in foreign:
+            print(f"receiver: {error}", file=sys.stderr)
+        if foreign:  # PromQL rules from a Dynatrace selector: promtool would reject them
+            failed = True
+            continue
         for error in evaluation.missing_queries(service_slo, str(tree.slo_file(ref))):
             print(f"receiver: warning: {error}", file=sys.stderr)
         groups.append(

@@ -141,7 +141,34 @@ def check(tree: configtree.ConfigTree, *, default_provider: str) -> list[ConfigE
         errors.extend(soft)
         if service_slo is not None:
             errors.extend(missing_queries(service_slo, str(slo_file)))
+            errors.extend(foreign_queries(tree, service_slo))
     return _unique(errors)
+
+
+def foreign_queries(tree: configtree.ConfigTree, service_slo: ServiceSlo) -> list[ConfigError]:
+    """Dynatrace metric selectors where Prometheus will be asked (they would be sent as
+    PromQL and fail, or be turned into alert rules promtool rejects), by file and path."""
+    if service_slo.provider != "prometheus":
+        return []
+    found = []
+    for file in tree.sli_files(service_slo.service):
+        for name, query in indicators.parse(configtree.load_yaml(file), str(file)).items():
+            if service_slo.queries.get(name) == query and is_dynatrace_selector(query):
+                found.append(
+                    ConfigError(
+                        str(file),
+                        f"indicators.{name}",
+                        "a Dynatrace metric selector, but the SLIs of"
+                        f" {service_slo.service} come from prometheus: set `provider:"
+                        " dynatrace` in this sli.yaml (or sli.provider)",
+                    )
+                )
+    return found
+
+
+def is_dynatrace_selector(query: str) -> bool:
+    text = query.strip().lstrip("?")
+    return text.startswith(("metricSelector=", "builtin:", "calc:", "ext:"))
 
 
 def _unique(errors: list[ConfigError]) -> list[ConfigError]:

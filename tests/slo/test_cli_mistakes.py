@@ -154,3 +154,37 @@ def test_rules_refuse_a_window_that_is_not_a_duration(
 ) -> None:
     assert cli.main(["rules", "--config", str(config_dir), "--window", "soon"]) == 2
     assert "expected a duration such as" in capsys.readouterr().err
+
+
+DYNATRACE_SLI = (
+    "spec_version: '1.0'\nindicators:\n"
+    "  response_time_p90: metricSelector=builtin:service.response.time:merge(0):percentile(90)\n"
+    "  error_rate: builtin:service.errors.total.rate:merge(0):avg?scope=tag(keptn_service:carts)\n"
+)
+
+
+def test_check_names_a_dynatrace_sli_file_read_by_prometheus(
+    config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sli = config_dir / "sockshop" / "production" / "carts" / "sli.yaml"
+    sli.write_text(DYNATRACE_SLI)  # the provider stays prometheus (receiver.yaml's default)
+    assert cli.main(["check", "--config", str(config_dir)]) == 1
+    out = capsys.readouterr().out
+    for name in ("response_time_p90", "error_rate"):
+        assert (
+            f"{sli}: indicators.{name}: a Dynatrace metric selector, but the SLIs of"
+            " sockshop/production/carts come from prometheus: set `provider: dynatrace` in"
+            " this sli.yaml (or sli.provider)"
+        ) in out.splitlines()
+    sli.write_text("provider: dynatrace\n" + DYNATRACE_SLI)
+    assert cli.main(["check", "--config", str(config_dir)]) == 0
+
+
+def test_rules_refuse_to_write_promql_from_a_dynatrace_selector(
+    config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (config_dir / "sockshop" / "production" / "carts" / "sli.yaml").write_text(DYNATRACE_SLI)
+    assert cli.main(["rules", "--config", str(config_dir)]) == 1
+    captured = capsys.readouterr()
+    assert "a Dynatrace metric selector, but the SLIs of" in captured.err
+    assert "metricSelector" not in captured.out  # no such alert rule written
