@@ -50,6 +50,23 @@ def finished(
     raise AssertionError(f"no remediation finished within {within} s: {world.remediations()}")
 
 
+SCALE_THEN_RESTART = """
+remediations:
+- name: response_time_p90
+  actions:
+  - {action: scaling, value: +1}
+  - {action: restart}
+"""
+
+
+def in_the_wait(world: stack.World, within: float = 60) -> None:
+    """Until a remediation waits after an action."""
+    deadline = time.monotonic() + within
+    while not any(r["phase"] == "wait" for r in world.remediations()):
+        assert time.monotonic() < deadline, world.remediations()
+        time.sleep(0.2)
+
+
 def config_copy(tmp_path: Path) -> Path:
     config = tmp_path / "config"
     shutil.copytree(EXAMPLE_CONFIG, config)
@@ -187,13 +204,9 @@ def test_4_when_nothing_helps_the_next_action_runs_then_people_are_called(
 ) -> None:
     world.reset()
     config = config_copy(tmp_path)
-    (config / "sockshop" / "production" / "carts" / "remediation.yaml").write_text("""
-remediations:
-- name: response_time_p90
-  actions:
-  - {action: scaling, value: +1}
-  - {action: restart}
-""")
+    (config / "sockshop" / "production" / "carts" / "remediation.yaml").write_text(
+        SCALE_THEN_RESTART
+    )
     received: list[dict[str, Any]] = []
 
     async def hook(request: web.Request) -> web.Response:
@@ -240,10 +253,7 @@ def test_5_killed_mid_wait_it_resumes_heals_and_scales_back_once_resolved(
     log = tmp_path / "receiver.log"
     with processes.receiver(config, port=world.receiver_port, log=log, **env) as first:
         world.carts(load=3)
-        deadline = time.monotonic() + 60
-        while not any(r["phase"] == "wait" for r in world.remediations()):
-            assert time.monotonic() < deadline, world.remediations()
-            time.sleep(0.2)
+        in_the_wait(world)
         first.kill()  # SIGKILL in the wait: nothing flushed, nothing closed
         first.wait()
     assert world.replicas() == 2
@@ -270,20 +280,13 @@ def test_6_a_person_cancels_a_remediation_and_its_next_action_never_runs(
 ) -> None:
     world.reset()
     config = config_copy(tmp_path)
-    (config / "sockshop" / "production" / "carts" / "remediation.yaml").write_text("""
-remediations:
-- name: response_time_p90
-  actions:
-  - {action: scaling, value: +1}
-  - {action: restart}
-""")
+    (config / "sockshop" / "production" / "carts" / "remediation.yaml").write_text(
+        SCALE_THEN_RESTART
+    )
     env = world.receiver_env(tmp_path / "journal.db", RECEIVER_REMEDIATION_WAIT="30s")
     with processes.receiver(config, port=world.receiver_port, log=tmp_path / "r.log", **env):
         world.carts(fixed_ms=1500)  # slow whatever the replicas: the scaling will not help
-        deadline = time.monotonic() + 60
-        while not any(r["phase"] == "wait" for r in world.remediations()):
-            assert time.monotonic() < deadline, world.remediations()
-            time.sleep(0.2)
+        in_the_wait(world)
         (waiting,) = world.remediations()
         request = urllib.request.Request(
             f"http://127.0.0.1:{world.receiver_port}/api/v1/remediations/{waiting['id']}/cancel",
