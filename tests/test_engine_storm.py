@@ -10,7 +10,7 @@ from typing import Any
 
 from receiver import status
 from tests.conftest import AUTH, payload
-from tests.engine_world import FAST, NS, TWO_RULES, WAIT, MakeWorld, World
+from tests.engine_world import FAST, NS, TWO_ACTIONS, TWO_RULES, WAIT, MakeWorld, World
 
 THREE_RULES = (
     TWO_RULES
@@ -166,3 +166,17 @@ async def test_the_cli_shows_what_joined(make_world: MakeWorld) -> None:
     lines = status.timeline(await world.get(rid)).splitlines()
     assert lines[3].startswith("joined    60 more problems of the rule (60 open): pod-1, pod-2")
     assert lines[3].endswith("pod-50 …")
+
+
+async def test_without_an_slo_a_joined_problem_still_open_means_not_healed(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world(TWO_ACTIONS, slo=False)  # scaling, then restart
+    (first,) = await post(world, alert("pod-1"))
+    rid = first["remediation_id"]
+    await post(world, alert("pod-2"))  # joins
+    await world.waiting(rid, 0)
+    await post(world, alert("pod-1", status="resolved"))  # its own, not the joined one
+    world.clock.advance(WAIT)
+    document = await world.waiting(rid, 1)  # judged not healed: the next action
+    assert document["steps"][0]["verdict"] == "next"

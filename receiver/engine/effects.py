@@ -17,7 +17,7 @@ from receiver.errors import ActionError, ConfigError
 from receiver.journal import RemediationStore
 from receiver.logs import Bound
 from receiver.metrics import Metrics
-from receiver.models import ActionOutcome, ProblemState, ServiceRef
+from receiver.models import ActionOutcome, ServiceRef
 from receiver.models import Escalate as EscalateAction
 from receiver.remediation.model import (
     Acted,
@@ -113,8 +113,8 @@ class Effects:
             )
         except ConfigError as e:
             return Judged(healed=False, why=f"the SLO cannot be evaluated: {e}")
-        if service_slo is None:
-            if await self._store.problem_state(remediation.problem_id) is ProblemState.RESOLVED:
+        if service_slo is None:  # the problems it is for decide: its own and joined ones
+            if not await self._store.unresolved_problems(remediation.id):
                 return Judged(healed=True, why="no slo.yaml; the source resolved the problem")
             return Judged(healed=False, why="no slo.yaml; the problem is still open")
         comparison = service_slo.slo.comparison
