@@ -5,6 +5,7 @@ loopback; requests go through http.client so that headers can carry any bytes.""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -12,6 +13,7 @@ import socket
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import prometheus_client as prom
@@ -51,11 +53,11 @@ def errors() -> Iterator[Errors]:
     logging.getLogger().removeHandler(handler)
 
 
-@pytest.fixture(scope="module")
-def address(tmp_path_factory: pytest.TempPathFactory, errors: Errors) -> Iterator[tuple[str, int]]:
-    tmp = tmp_path_factory.mktemp("hostile")
+@contextlib.contextmanager
+def serving(tmp: Path, **overrides: Any) -> Iterator[tuple[str, int]]:
+    """The receiver on the example configuration, in a thread: its host and port."""
     app = server.create_app(
-        make_settings(tmp),
+        make_settings(tmp, **overrides),
         configtree.scan(EXAMPLE_CONFIG),
         registry=prom.CollectorRegistry(),
     )
@@ -64,6 +66,12 @@ def address(tmp_path_factory: pytest.TempPathFactory, errors: Errors) -> Iterato
         assert parsed.hostname is not None
         assert parsed.port is not None
         yield parsed.hostname, parsed.port
+
+
+@pytest.fixture(scope="module")
+def address(tmp_path_factory: pytest.TempPathFactory, errors: Errors) -> Iterator[tuple[str, int]]:
+    with serving(tmp_path_factory.mktemp("hostile")) as host_port:
+        yield host_port
 
 
 def request(
@@ -320,25 +328,19 @@ def test_a_malformed_request_line_leaks_no_credential_to_the_log(
 def test_a_body_that_stops_arriving_is_let_go(
     tmp_path_factory: pytest.TempPathFactory, errors: Errors
 ) -> None:
-    app = server.create_app(
-        make_settings(tmp_path_factory.mktemp("stalled"), body_timeout=0.5),
-        configtree.scan(EXAMPLE_CONFIG),
-        registry=prom.CollectorRegistry(),
-    )
-    with processes.serve_in_thread(app) as url:
-        parsed = urllib.parse.urlsplit(url)
-        assert parsed.hostname is not None
-        assert parsed.port is not None
-        with socket.create_connection((parsed.hostname, parsed.port), timeout=10) as sock:
-            head = (
-                "POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\n"
-                f"Authorization: Bearer {TOKEN}\r\n"
-                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-            )
-            sock.sendall(head.encode() + b'{"alerts"')  # and then nothing more
-            started = time.monotonic()
-            answer = sock.recv(65536)
-            waited = time.monotonic() - started
+    with (
+        serving(tmp_path_factory.mktemp("stalled"), body_timeout=0.5) as host_port,
+        socket.create_connection(host_port, timeout=10) as sock,
+    ):
+        head = (
+            "POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {TOKEN}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b'{"alerts"')  # and then nothing more
+        started = time.monotonic()
+        answer = sock.recv(65536)
+        waited = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert b"server.body_timeout" in answer
     assert waited < 5
