@@ -54,6 +54,10 @@ class ConfigTree:
         )
         return tuple(self.root / c for c in candidates if c in self.files)
 
+    def named(self, name: str) -> tuple[Path, ...]:
+        """Every file of the tree called `name` (remediation.yaml, ...), in path order."""
+        return tuple(self.root / p for p in sorted(self.files) if p.name == name)
+
     def services(self) -> tuple[ServiceRef, ...]:
         """Every project/stage/service directory that holds at least one service file."""
         refs = {

@@ -27,13 +27,11 @@ class Rules:
     def __init__(self, tree: ConfigTree) -> None:
         self.tree = tree
         self._files: dict[Path, remediation.RuleSet | ConfigError] = {}
-        for relative in tree.files:
-            if relative.name == configtree.REMEDIATION:
-                file = tree.root / relative
-                try:
-                    self._files[file] = remediation.load(file)
-                except ConfigError as e:
-                    self._files[file] = e
+        for file in tree.named(configtree.REMEDIATION):
+            try:
+                self._files[file] = remediation.load(file)
+            except ConfigError as e:
+                self._files[file] = e
 
     def decide(self, notification: Notification, *, settings: Settings) -> Decision:
         if notification.signal is not Signal.OPEN:

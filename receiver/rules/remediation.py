@@ -257,10 +257,7 @@ def warnings(tree: configtree.ConfigTree) -> list[ConfigError]:
     """Actions the receiver does not run: their rules load, and a remediation reaching one
     records that it has no executor for it and moves on to the next action."""
     found: list[ConfigError] = []
-    for relative in sorted(tree.files):
-        if relative.name != configtree.REMEDIATION:
-            continue
-        file = tree.root / relative
+    for file in tree.named(configtree.REMEDIATION):
         try:
             document = configtree.load_yaml(file)
         except ConfigError:
@@ -300,11 +297,9 @@ def _action_names(document: Any) -> list[tuple[str, str]]:
 
 def check(tree: configtree.ConfigTree) -> list[ConfigError]:
     errors: list[ConfigError] = []
-    for relative in sorted(tree.files):
-        if relative.name == configtree.REMEDIATION:
-            file = tree.root / relative
-            try:
-                errors.extend(parse(configtree.load_yaml(file), str(file))[1])
-            except ConfigError as e:
-                errors.append(e)
+    for file in tree.named(configtree.REMEDIATION):
+        try:
+            errors.extend(parse(configtree.load_yaml(file), str(file))[1])
+        except ConfigError as e:
+            errors.append(e)
     return errors

@@ -113,10 +113,7 @@ async def evaluate(
 def check(tree: configtree.ConfigTree, *, default_provider: str) -> list[ConfigError]:
     """Every problem with the SLO and SLI files, for `receiver check`."""
     errors: list[ConfigError] = []
-    for relative in sorted(tree.files):
-        if relative.name != configtree.SLI:
-            continue
-        file = tree.root / relative
+    for file in tree.named(configtree.SLI):
         try:
             document = configtree.load_yaml(file)
             indicators.parse(document, str(file))
