@@ -105,7 +105,8 @@ class Effects:
         return Acted(succeeded=result is StepResult.SUCCEEDED)
 
     async def judge(self, remediation: Remediation, position: int) -> Judged:
-        """Healed? Decided by the SLO, or without one by the problem's own state."""
+        """Healed? Decided by the SLO, or without one by whether every problem it is for
+        (its own and those that joined it) is resolved."""
         service = remediation.service
         try:
             service_slo = evaluation.load(
@@ -113,7 +114,7 @@ class Effects:
             )
         except ConfigError as e:
             return Judged(healed=False, why=f"the SLO cannot be evaluated: {e}")
-        if service_slo is None:  # the problems it is for decide: its own and joined ones
+        if service_slo is None:
             if not await self._store.unresolved_problems(remediation.id):
                 return Judged(healed=True, why="no slo.yaml; the source resolved the problem")
             return Judged(healed=False, why="no slo.yaml; the problem is still open")
@@ -245,15 +246,13 @@ class Effects:
         await self._store.finish_step(
             remediation_id, position, result=result, detail=detail, data={}
         )
-        await self._store.save_scale_back(_with_state(scale_back, ScaleBackState.DONE))
+        await self._store.save_scale_back(
+            dataclasses.replace(scale_back, state=ScaleBackState.DONE)
+        )
         logger.info(
             "remediation.scaled_back",
             extra={"remediation": remediation_id, "result": result.value, "detail": detail},
         )
-
-
-def _with_state(scale_back: ScaleBack, state: ScaleBackState) -> ScaleBack:
-    return dataclasses.replace(scale_back, state=state)
 
 
 async def _outcome(
