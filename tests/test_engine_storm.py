@@ -4,6 +4,7 @@ with the reason."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from typing import Any
@@ -180,3 +181,33 @@ async def test_without_an_slo_a_joined_problem_still_open_means_not_healed(
     world.clock.advance(WAIT)
     document = await world.waiting(rid, 1)  # judged not healed: the next action
     assert document["steps"][0]["verdict"] == "next"
+
+
+async def test_replicas_go_back_only_once_every_problem_it_healed_is_resolved(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world(scaling_scale_back_after=300.0)
+    (first,) = await post(world, alert("pod-1"))
+    rid = first["remediation_id"]
+    await post(world, alert("pod-2"))  # joins
+    await world.waiting(rid, 0)
+    world.slis.update(FAST)
+    world.clock.advance(WAIT)
+    assert (await world.finished(rid))["state"] == "healed"
+    await post(world, alert("pod-1", status="resolved"))  # pod-2 still fires
+    await asyncio.sleep(0.05)
+    world.clock.advance(300)
+    await asyncio.sleep(0.05)
+    assert len((await world.get(rid))["steps"]) == 1
+    assert world.cluster.replicas(NS, "carts-primary") == 2
+    sleepers = world.clock.sleepers
+    await post(world, alert("pod-2", status="resolved"))
+    await world.until(rid, lambda d: world.clock.sleepers > sleepers, "the scale-back delay")
+    world.clock.advance(300)
+    done = await world.until(
+        rid,
+        lambda d: len(d["steps"]) == 2 and d["steps"][1]["result"] != "started",
+        "the scale-back",
+    )
+    assert (done["steps"][1]["action"], done["steps"][1]["result"]) == ("scale-back", "succeeded")
+    assert world.cluster.replicas(NS, "carts-primary") == 1

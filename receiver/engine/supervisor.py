@@ -33,7 +33,7 @@ from receiver.journal import (
     RemediationStore,
 )
 from receiver.metrics import Metrics
-from receiver.models import ProblemState, ServiceRef
+from receiver.models import ServiceRef
 from receiver.remediation.model import Cancelled, ScaleBack, ScaleBackState
 from receiver.settings import Settings
 
@@ -52,8 +52,7 @@ class Running:
 
 @dataclasses.dataclass(slots=True)
 class PendingScaleBack:
-    problem_id: int
-    resolved: asyncio.Event  # its source resolved the problem
+    resolved: asyncio.Event  # every problem of its remediation is closed
     task: asyncio.Task[None] | None = None
 
 
@@ -144,15 +143,15 @@ class Engine:
             match await feed.get():
                 case RemediationCreated(remediation_id=remediation_id, service=service):
                     self._spawn(remediation_id, service)
-                case ProblemResolved(problem_id, remediation_id, open_left, expired):
+                case ProblemResolved(remediation_id=remediation_id, open_left=0, expired=expired):
+                    # Every problem it was for is closed: its own and those that joined it.
                     running = self._running.get(remediation_id)
-                    if running is not None and not open_left:  # every problem it was for
+                    if running is not None:
                         running.inbox.put_nowait(
                             self._effects.closed(running.service, expired=expired)
                         )
-                    for pending in self._scale_backs.values():
-                        if pending.problem_id == problem_id:
-                            pending.resolved.set()
+                    if (pending := self._scale_backs.get(remediation_id)) is not None:
+                        pending.resolved.set()
                 case CancelRequested(remediation_id=remediation_id):
                     if remediation_id in self._running:
                         self._running[remediation_id].inbox.put_nowait(Cancelled())
@@ -196,7 +195,7 @@ class Engine:
     def _spawn_scale_back(self, scale_back: ScaleBack) -> None:
         if scale_back.remediation_id in self._scale_backs:
             return
-        pending = PendingScaleBack(scale_back.problem_id, asyncio.Event())
+        pending = PendingScaleBack(asyncio.Event())
         self._scale_backs[scale_back.remediation_id] = pending
         pending.task = asyncio.create_task(
             self._scale_back(scale_back, pending.resolved),
@@ -206,8 +205,8 @@ class Engine:
     async def _scale_back(self, scale_back: ScaleBack, resolved: asyncio.Event) -> None:
         try:
             if scale_back.state is ScaleBackState.WAITING:
-                state = await self._store.problem_state(scale_back.problem_id)
-                if state is ProblemState.OPEN:  # resolved or expired: the time has come
+                # Once every problem it was for is resolved or expired, the time has come.
+                if await self._store.unresolved_problems(scale_back.remediation_id):
                     await resolved.wait()
                 scale_back = dataclasses.replace(
                     scale_back,
