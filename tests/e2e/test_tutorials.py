@@ -67,9 +67,12 @@ def in_the_wait(world: stack.World, within: float = 60) -> None:
         time.sleep(0.2)
 
 
-def config_copy(tmp_path: Path) -> Path:
+def config_copy(tmp_path: Path, *, remediation: str | None = None) -> Path:
+    """The example configuration, in tmp_path; `remediation`: carts' remediation.yaml."""
     config = tmp_path / "config"
     shutil.copytree(EXAMPLE_CONFIG, config)
+    if remediation is not None:
+        (config / "sockshop" / "production" / "carts" / "remediation.yaml").write_text(remediation)
     return config
 
 
@@ -203,10 +206,7 @@ def test_4_when_nothing_helps_the_next_action_runs_then_people_are_called(
     world: stack.World, tmp_path: Path
 ) -> None:
     world.reset()
-    config = config_copy(tmp_path)
-    (config / "sockshop" / "production" / "carts" / "remediation.yaml").write_text(
-        SCALE_THEN_RESTART
-    )
+    config = config_copy(tmp_path, remediation=SCALE_THEN_RESTART)
     received: list[dict[str, Any]] = []
 
     async def hook(request: web.Request) -> web.Response:
@@ -279,10 +279,7 @@ def test_6_a_person_cancels_a_remediation_and_its_next_action_never_runs(
     world: stack.World, tmp_path: Path
 ) -> None:
     world.reset()
-    config = config_copy(tmp_path)
-    (config / "sockshop" / "production" / "carts" / "remediation.yaml").write_text(
-        SCALE_THEN_RESTART
-    )
+    config = config_copy(tmp_path, remediation=SCALE_THEN_RESTART)
     env = world.receiver_env(tmp_path / "journal.db", RECEIVER_REMEDIATION_WAIT="30s")
     with processes.receiver(config, port=world.receiver_port, log=tmp_path / "r.log", **env):
         world.carts(fixed_ms=1500)  # slow whatever the replicas: the scaling will not help
