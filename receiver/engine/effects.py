@@ -191,10 +191,10 @@ class Effects:
             "evaluation": evaluations[-1] if evaluations else None,
         }
 
-    # -- scale-back after a healed problem is resolved (Keptn never scaled back) -------------
+    # -- scale-back once a healed remediation's problems are resolved (Keptn never did) -----
 
     async def plan_scale_back(self, remediation: Remediation) -> ScaleBack | None:
-        """What to take back once the healed problem is resolved: the replicas its scaling
+        """What to take back once its problems are resolved: the replicas its scaling
         steps added (None: scale-back is off, or nothing was scaled)."""
         if self._settings.scaling_scale_back_after <= 0:
             return None
@@ -211,7 +211,6 @@ class Effects:
         first, last = scalings[0], scalings[-1]
         return ScaleBack(
             remediation_id=remediation.id,
-            problem_id=remediation.problem_id,
             service=remediation.service,
             state=ScaleBackState.WAITING,
             due=None,

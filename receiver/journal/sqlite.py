@@ -729,18 +729,17 @@ class SQLiteJournal:
     async def scale_backs(self) -> list[ScaleBack]:
         def query(connection: sqlite3.Connection) -> list[ScaleBack]:
             rows = connection.execute(
-                "SELECT id, problem_id, project, stage, service, scale_back FROM remediations"
+                "SELECT id, project, stage, service, scale_back FROM remediations"
                 " WHERE scale_back IS NOT NULL ORDER BY id"
             ).fetchall()
             pending = []
-            for remediation_id, problem_id, project, stage, service, text in rows:
+            for remediation_id, project, stage, service, text in rows:
                 saved = json.loads(text)
                 if saved["state"] == ScaleBackState.DONE:
                     continue
                 pending.append(
                     ScaleBack(
                         remediation_id=remediation_id,
-                        problem_id=problem_id,
                         service=ServiceRef(project=project, stage=stage, service=service),
                         state=ScaleBackState(saved["state"]),
                         due=saved["due"],

@@ -268,10 +268,9 @@ class ScaleBackState(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class ScaleBack:
-    """Replicas a healed remediation added, to be taken back once its problem is resolved."""
+    """Replicas a healed remediation added, to be taken back once its problems are resolved."""
 
     remediation_id: int
-    problem_id: int
     service: ServiceRef
     state: ScaleBackState
     due: float | None
