@@ -134,6 +134,14 @@ class World:
     async def finished(self, remediation_id: int) -> dict[str, Any]:
         return await self.until(remediation_id, lambda d: d["phase"] == "done", "its end")
 
+    async def scaled_back(self, remediation_id: int) -> dict[str, Any]:
+        """Once the scale-back, the step after its one action, has its result."""
+        return await self.until(
+            remediation_id,
+            lambda d: len(d["steps"]) == 2 and d["steps"][1]["result"] != "started",
+            "the end of the scale-back",
+        )
+
 
 MakeWorld = Callable[..., Awaitable[World]]
 

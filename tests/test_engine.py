@@ -334,11 +334,7 @@ async def test_after_healing_and_the_resolve_replicas_go_back(make_world: MakeWo
     await asyncio.sleep(0.05)
     assert world.cluster.replicas(NS, "carts-primary") == 2  # not before the delay
     world.clock.advance(1)
-    done = await world.until(
-        rid,
-        lambda d: len(d["steps"]) == 2 and d["steps"][1]["result"] != "started",
-        "the scale-back",
-    )
+    done = await world.scaled_back(rid)
     assert (done["steps"][1]["action"], done["steps"][1]["result"]) == ("scale-back", "succeeded")
     assert done["steps"][1]["detail"] == (
         "scaled sockshop-production/carts-primary back from 2 to 1 replicas"
@@ -358,11 +354,7 @@ async def test_a_scale_back_leaves_a_deployment_someone_else_scaled(make_world: 
     await world.resolve()
     await world.until(rid, lambda d: world.clock.sleepers > 0, "the scale-back delay")
     world.clock.advance(60)
-    done = await world.until(
-        rid,
-        lambda d: len(d["steps"]) == 2 and d["steps"][1]["result"] != "started",
-        "the scale-back",
-    )
+    done = await world.scaled_back(rid)
     assert done["steps"][1]["detail"].startswith("skipped: carts-primary has 5 replicas")
     assert world.cluster.replicas(NS, "carts-primary") == 5
 

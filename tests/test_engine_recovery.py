@@ -226,11 +226,7 @@ async def test_a_scale_back_due_at_a_restart_runs_after_it(make_world: MakeWorld
     await asyncio.sleep(0.05)
     assert restarted.cluster.replicas(NS, "carts-primary") == 2
     restarted.clock.advance(1)
-    done = await restarted.until(
-        rid,
-        lambda d: len(d["steps"]) == 2 and d["steps"][1]["result"] != "started",
-        "the scale-back",
-    )
+    done = await restarted.scaled_back(rid)
     assert (done["steps"][1]["action"], done["steps"][1]["result"]) == ("scale-back", "succeeded")
     assert restarted.cluster.replicas(NS, "carts-primary") == 1
 
@@ -252,10 +248,7 @@ async def test_a_scale_back_waiting_for_the_resolve_at_a_restart_waits_for_it(
     await restarted.resolve()
     await restarted.until(rid, lambda d: restarted.clock.sleepers > 0, "the scale-back delay")
     restarted.clock.advance(300)
-    await restarted.until(rid, lambda d: len(d["steps"]) == 2, "the scale-back")
-    await restarted.until(
-        rid, lambda d: d["steps"][1]["result"] == "succeeded", "the scale-back's end"
-    )
+    assert (await restarted.scaled_back(rid))["steps"][1]["result"] == "succeeded"
     assert restarted.cluster.replicas(NS, "carts-primary") == 1
 
 
@@ -266,11 +259,7 @@ async def test_a_scale_back_that_fails_is_recorded_and_tried_no_more(
     rid = await healed_and_resolved(world)
     world.cluster.fail("PATCH", "/scale", 503, times=2)
     world.clock.advance(60)
-    done = await world.until(
-        rid,
-        lambda d: len(d["steps"]) == 2 and d["steps"][1]["result"] != "started",
-        "the scale-back",
-    )
+    done = await world.scaled_back(rid)
     step = done["steps"][1]
     assert (step["action"], step["result"]) == ("scale-back", "failed")
     assert "gave up after 2 attempts" in step["detail"]
@@ -289,11 +278,7 @@ async def test_a_scale_back_whose_deployment_is_gone_is_recorded_as_failed(
     rid = await healed_and_resolved(world)
     del world.cluster.deployments[(NS, "carts-primary")]
     world.clock.advance(60)
-    done = await world.until(
-        rid,
-        lambda d: len(d["steps"]) == 2 and d["steps"][1]["result"] != "started",
-        "the scale-back",
-    )
+    done = await world.scaled_back(rid)
     assert done["steps"][1]["result"] == "failed"
     assert (
         done["steps"][1]["detail"] == "no Deployment carts-primary in namespace sockshop-production"

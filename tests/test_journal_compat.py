@@ -56,8 +56,7 @@ async def test_a_journal_of_the_previous_version_resumes_where_it_stopped(
     world.slis.update(FAST)
     world.clock.advance(600)
     assert (await world.finished(3))["state"] == "healed"
-    first = await world.until(1, lambda d: len(d["steps"]) == 2, "the scale-back")
-    first = await world.until(1, lambda d: d["steps"][1]["result"] != "started", "its end")
+    first = await world.scaled_back(1)
     assert first["steps"][1]["detail"] == (
         "skipped: carts-primary has 4 replicas, not the 2 this remediation set;"
         " someone else scaled it"
