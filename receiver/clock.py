@@ -14,6 +14,10 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
+    async def sleep_until(self, moment: float) -> None:
+        """Until `moment` (seconds since the epoch), however late the sleep begins."""
+        ...
+
 
 class SystemClock:
     def now(self) -> float:
@@ -21,3 +25,6 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+    async def sleep_until(self, moment: float) -> None:
+        await self.sleep(moment - self.now())

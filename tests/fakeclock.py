@@ -14,11 +14,14 @@ class FakeClock:
         return self._now
 
     async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
+        await self.sleep_until(self._now + seconds)
+
+    async def sleep_until(self, moment: float) -> None:
+        if moment <= self._now:
             await asyncio.sleep(0)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (self._now + seconds, future)
+        entry = (moment, future)
         self._sleepers.append(entry)
         try:
             await future

@@ -175,7 +175,8 @@ class Driver:
 
     async def _sleep(self, until: float, inbox: Inbox) -> Event:
         """Elapsed at `until`, or the first event of the inbox if one comes sooner."""
-        sleeper = asyncio.ensure_future(self._clock.sleep(until - self._clock.now()))
+        # Until the moment, not for a span computed now: the task begins a little later.
+        sleeper = asyncio.ensure_future(self._clock.sleep_until(until))
         getter = asyncio.ensure_future(inbox.get())
         try:
             await asyncio.wait((sleeper, getter), return_when=asyncio.FIRST_COMPLETED)

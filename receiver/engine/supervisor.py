@@ -215,7 +215,7 @@ class Engine:
                 )
                 await self._store.save_scale_back(scale_back)
             assert scale_back.due is not None
-            await self._clock.sleep(scale_back.due - self._clock.now())
+            await self._clock.sleep_until(scale_back.due)
             async with self._turns.setdefault(scale_back.service, asyncio.Lock()):
                 await self._effects.scale_back(scale_back)
         except asyncio.CancelledError:
