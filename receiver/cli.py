@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import logging
 import sys
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from receiver import (
     configtree,
+    listener,
     logs,
     manifests,
     sendtest,
@@ -68,31 +70,31 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    host = args.host or config.host
-    port = args.port if args.port is not None else config.port
+    config = dataclasses.replace(
+        config,
+        host=args.host or config.host,
+        port=args.port if args.port is not None else config.port,
+    )
     logger.info(
         "receiver.starting",
         extra={
-            "host": host,
-            "port": port,
+            "host": config.host,
+            "port": config.port,
             "config": str(args.config),
             "services": [str(ref) for ref in tree.services()],
         },
     )
     app.on_startup.append(_settle_the_heap)
     try:
-        web.run_app(
-            app,
-            host=host,
-            port=port,
-            access_log=None,
-            print=None,
-            shutdown_timeout=10,
-            loop=uvloop.new_event_loop(),  # libuv's loop: less CPU per request than asyncio's
-        )
+        # libuv's loop: less CPU per request than asyncio's (bench/ingest.py)
+        listener.run(app, config, uvloop.new_event_loop())
     except JournalError as e:  # at start: no journal to write to, nothing to serve
         logger.error("receiver.cannot_start", extra={"error": str(e)})
         print(f"receiver: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        logger.error("receiver.cannot_listen", extra={"error": str(e)})
+        print(f"receiver: cannot listen on {config.host}:{config.port}: {e}", file=sys.stderr)
         return 2
     return 0
 

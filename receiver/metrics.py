@@ -22,6 +22,11 @@ class Metrics:
             ["source", "reason"],
             registry=registry,
         )
+        self.connections_refused = prom.Counter(
+            "receiver_connections_refused",
+            "Connections answered 503 and closed at once: server.max_connections were open.",
+            registry=registry,
+        )
         self.open_problems = prom.Gauge(
             "receiver_open_problems", "Problems currently open.", registry=registry
         )

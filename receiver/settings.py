@@ -73,6 +73,12 @@ class Settings:
     # once while the event loop runs this late, so that nothing waits for long and probes
     # still answer.
     max_loop_lag: float = _field(0.25, "server.max_loop_lag", "RECEIVER_MAX_LOOP_LAG", "duration")
+    # A connection that has not sent a whole request head this long after it opened, or
+    # after its previous answer, is closed: idle keep-alive and slow headers alike.
+    idle_timeout: float = _field(30.0, "server.idle_timeout", "RECEIVER_IDLE_TIMEOUT", "duration")
+    # Connections beyond this many are answered 503 and closed at once, well before the
+    # process runs out of file descriptors (the soft limit is raised to fit when it can be).
+    max_connections: int = _field(1000, "server.max_connections", "RECEIVER_MAX_CONNECTIONS", "int")
 
     # In the working directory by default; the Kubernetes manifests point it at a volume.
     store_path: str = _field("receiver-journal.db", "store.path", "RECEIVER_STORE", "str")
@@ -264,6 +270,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.services is None:
             object.__setattr__(self, "services", {})
+        if self.max_connections < 1:
+            raise ValueError("server.max_connections must be at least 1")
         if self.scaling_min_replicas > self.scaling_max_replicas:
             raise ValueError("scaling.min_replicas is larger than scaling.max_replicas")
         if self.auth_basic_password is not None and not self.auth_basic_username:

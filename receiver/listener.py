@@ -1,0 +1,176 @@
+"""Listening for connections: the limits that keep the process alive when clients are slow,
+hostile or too many, and the service's run loop.
+
+aiohttp's own `run_app` has no cap on connections: past the file-descriptor limit accept()
+fails and asyncio logs "Too many open files" for every attempt, hundreds of thousands of
+lines, while every client waits. Here a connection beyond `server.max_connections` is
+answered 503 with `Retry-After` and closed at once; Alertmanager retries it. A connection
+that sends no whole request head within `server.idle_timeout` (after it opened or after
+its previous answer) is closed; a body that stops arriving is the handler's business
+(`server.body_timeout`, 408).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import http
+import logging
+import resource
+from collections.abc import Callable
+from typing import Any, cast
+
+from aiohttp import web
+
+from receiver import server
+from receiver.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT = 10.0  # for requests in flight once SIGTERM arrives
+_SPARE_FILES = 64  # the journal, log, client sessions, the listening socket itself
+
+
+class _Handler(web.RequestHandler):
+    """aiohttp's handler, except that a request it cannot parse is answered without quoting
+    it: aiohttp puts the raw bytes it choked on into the 400's body, an Authorization header
+    included, and Dynatrace shows webhook answers in its UI."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status != http.HTTPStatus.INTERNAL_SERVER_ERROR:
+            phrase = http.HTTPStatus(status).phrase if status in _STATUSES else "Error"
+            what = type(exc).__name__ if exc is not None else "malformed request"
+            message = f"{status} {phrase}: the request is not valid HTTP/1.1 ({what})\n"
+        return super().handle_error(request, status, exc, message)
+
+
+_STATUSES = {status.value for status in http.HTTPStatus}
+
+
+class _Refusal(asyncio.Protocol):
+    """The whole life of a connection beyond the cap: one 503, then closed."""
+
+    _TEXT = b"too many connections open (server.max_connections); retry in a second\n"
+    ANSWER = (
+        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(_TEXT), _TEXT)
+    )
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        writer = cast(asyncio.WriteTransport, transport)  # uvloop's does not subclass asyncio's
+        writer.write(self.ANSWER)
+        writer.close()
+
+
+class _CappedSite(web.TCPSite):
+    """A TCP site that hands connections beyond `max_connections` to `_Refusal`."""
+
+    def __init__(self, runner: web.AppRunner, settings: Settings, app: web.Application) -> None:
+        super().__init__(runner, settings.host, settings.port, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        self._settings = settings
+        self._app = app
+
+    def protocol_factory(self) -> Callable[[], asyncio.Protocol]:
+        manager = self._runner.server
+        assert isinstance(manager, web.Server)
+        limit = self._settings.max_connections
+        refused = self._app[server.METRICS].connections_refused
+        shed = self._app[server.SHED]
+        loop = asyncio.get_running_loop()
+        options: dict[str, Any] = {
+            "access_log": None,
+            "keepalive_timeout": self._settings.idle_timeout,
+        }
+
+        def make() -> asyncio.Protocol:
+            if len(manager.connections) >= limit:
+                refused.inc()
+                shed.shed("max_connections")
+                return _Refusal()
+            return _Handler(manager, loop=loop, **options)
+
+        return make
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        self._server = await asyncio.get_running_loop().create_server(
+            self.protocol_factory(),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )
+
+
+def fit_open_files(max_connections: int) -> int:
+    """Raise the soft limit on open files to hold `max_connections` (and spares) when the hard
+    limit allows; return how many connections fit, which is less than asked only when it does
+    not."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + _SPARE_FILES
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return max_connections
+    return max(1, min(max_connections, soft - _SPARE_FILES))
+
+
+async def serve(app: web.Application, settings: Settings) -> None:
+    """Serve `app` until cancelled (SIGTERM and SIGINT cancel it through the runner)."""
+    fitting = fit_open_files(settings.max_connections)
+    if fitting < settings.max_connections:
+        logger.warning(
+            "server.max_connections_lowered",
+            extra={
+                "asked": settings.max_connections,
+                "max_connections": fitting,
+                "detail": "the open-file limit (ulimit -n) holds no more",
+            },
+        )
+        settings = dataclasses.replace(settings, max_connections=fitting)
+    runner = web.AppRunner(
+        app, handle_signals=True, access_log=None, keepalive_timeout=settings.idle_timeout
+    )
+    await runner.setup()
+    try:
+        site = _CappedSite(runner, settings, app)
+        await site.start()
+        logger.info(
+            "receiver.listening",
+            extra={"url": site.name, "max_connections": settings.max_connections},
+        )
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(app: web.Application, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+    """Run the service on `loop` until SIGTERM or SIGINT, then shut down in order: stop
+    accepting, finish requests in flight, close the engine and the journal."""
+    asyncio.set_event_loop(loop)
+    main = loop.create_task(serve(app, settings))
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        left = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in left:
+            task.cancel()
+        # Cancelling `main` runs its `finally`: the runner's cleanup, engine and journal.
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        logger.info("receiver.stopped")
