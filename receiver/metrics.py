@@ -48,6 +48,17 @@ class Metrics:
             "Writes waiting for the journal; at store.max_pending new webhooks get 503.",
             registry=registry,
         )
+        self.journal_bytes = prom.Gauge(
+            "receiver_journal_bytes",
+            "What the journal takes on disk (pruned space is reused, not given back).",
+            registry=registry,
+        )
+        self.journal_pruned = prom.Counter(
+            "receiver_journal_pruned",
+            "Rows removed by retention (store.retention), by kind.",
+            ["kind"],
+            registry=registry,
+        )
         self.remediations_started = prom.Counter(
             "receiver_remediations_started", "Remediations that began running.", registry=registry
         )
@@ -77,10 +88,15 @@ class Metrics:
         )
 
     def watch_journal(
-        self, *, open_problems: Callable[[], float], pending: Callable[[], float]
+        self,
+        *,
+        open_problems: Callable[[], float],
+        pending: Callable[[], float],
+        size: Callable[[], float],
     ) -> None:
         self.open_problems.set_function(open_problems)
         self.journal_pending.set_function(pending)
+        self.journal_bytes.set_function(size)
 
     def render(self) -> bytes:
         return prom.generate_latest(self.registry)

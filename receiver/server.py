@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -21,7 +22,7 @@ import prometheus_client as prom
 from aiohttp import web
 
 from receiver import clock as clocks
-from receiver import loadshed, triage
+from receiver import durations, loadshed, triage
 from receiver.actions.kubernetes import Kubernetes
 from receiver.actions.runner import Actions
 from receiver.auth import Credentials
@@ -137,6 +138,7 @@ def create_app(
     app[SHED] = loadshed.ShedSummary()
     app.cleanup_ctx.append(_lag_context)
     app.cleanup_ctx.append(_journal_context)
+    app.cleanup_ctx.append(_retention_context)
     app.cleanup_ctx.append(_actions_context)
     app.cleanup_ctx.append(_engine_context)
     app.router.add_post("/webhooks/alertmanager", _alertmanager_webhook)
@@ -182,7 +184,9 @@ async def _journal_context(app: web.Application) -> AsyncIterator[None]:
     metrics = app[METRICS]
     journal.commit_seconds = metrics.journal_commit_seconds.observe
     metrics.watch_journal(
-        open_problems=lambda: journal.open_problems, pending=lambda: journal.pending
+        open_problems=lambda: journal.open_problems,
+        pending=lambda: journal.pending,
+        size=lambda: journal.size_bytes,
     )
     app[JOURNAL] = journal
     logger.info(
@@ -195,6 +199,37 @@ async def _journal_context(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await journal.close()
+
+
+async def _retention_context(app: web.Application) -> AsyncIterator[None]:
+    retention = app[SETTINGS].store_retention
+    task = asyncio.create_task(_retain(app, retention), name="retention") if retention else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _retain(app: web.Application, retention: float) -> None:
+    """Prune what ended more than `retention` ago, at start and then a few times per period
+    (at least hourly); intake commits between the journal's small pruning transactions."""
+    journal, clock, pruned_total = app[JOURNAL], app[CLOCK], app[METRICS].journal_pruned
+    while True:
+        try:
+            pruned = await journal.prune(clock.now() - retention)
+        except JournalError as e:  # the next round tries again
+            logger.warning("journal.prune_failed", extra={"error": str(e)})
+        else:
+            counts = {k: v for k, v in dataclasses.asdict(pruned).items() if v}
+            for kind, count in counts.items():
+                pruned_total.labels(kind=kind).inc(count)
+            if counts:
+                logger.info(
+                    "journal.pruned",
+                    extra={"older_than": durations.format_seconds(retention), **counts},
+                )
+        await clock.sleep(min(retention / 8, 3600.0))
 
 
 async def _actions_context(app: web.Application) -> AsyncIterator[None]:

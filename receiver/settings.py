@@ -93,6 +93,11 @@ class Settings:
     )
     # Webhook requests waiting for the journal before new ones are shed with 503.
     store_max_pending: int = _field(1000, "store.max_pending", "RECEIVER_STORE_MAX_PENDING", "int")
+    # Delivered bodies, closed problems and finished remediations older than this are pruned
+    # in the background (0: keep everything). Open problems and remediations under way stay.
+    store_retention: float = _field(
+        14 * 86400.0, "store.retention", "RECEIVER_STORE_RETENTION", "duration"
+    )
     # How long a write waits for a lock held by another process before answering 503.
     store_busy_timeout: float = _field(
         5.0, "store.busy_timeout", "RECEIVER_STORE_BUSY_TIMEOUT", "duration"

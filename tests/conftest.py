@@ -44,6 +44,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> settings.Settings:
         "store_path": str(tmp_path / "journal.db"),
         "auth_token": settings.Secret(TOKEN),
         "log_format": "text",
+        # Off unless a test is about it: its round would be one more sleeper on a FakeClock.
+        "store_retention": 0.0,
     }
     values.update(overrides)
     return settings.Settings(**values)

@@ -195,7 +195,38 @@ class Reads(Protocol):
     async def timeline(self, remediation_id: int) -> dict[str, Any] | None: ...
 
 
-class Journal(Intake, RemediationStore, Reads, Protocol):
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one retention round removed."""
+
+    deliveries: int = 0
+    notifications: int = 0
+    problems: int = 0
+    remediations: int = 0
+    evaluations: int = 0
+
+    def __add__(self, other: Pruned) -> Pruned:
+        return Pruned(
+            *(
+                a + b
+                for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other), strict=True)
+            )
+        )
+
+
+class Retention(Protocol):
+    async def prune(self, cutoff: float) -> Pruned:
+        """Remove what ended before `cutoff`, in small transactions that let intake through:
+        delivered bodies and their notifications; closed problems; finished remediations
+        (no scale-back waiting, every problem closed) with their steps; evaluations beyond
+        the newest EVALUATIONS_KEPT of a service (the history relative criteria compare with)."""
+        ...
+
+
+EVALUATIONS_KEPT = 100  # per service, whatever their age: Keptn's comparisons look this far back
+
+
+class Journal(Intake, RemediationStore, Reads, Retention, Protocol):
     """Everything the receiver keeps, with its life cycle and the numbers it is watched by."""
 
     commit_seconds: Callable[[float], None]
@@ -205,6 +236,11 @@ class Journal(Intake, RemediationStore, Reads, Protocol):
 
     @property
     def pending(self) -> int: ...
+
+    @property
+    def size_bytes(self) -> int:
+        """What the journal takes on disk."""
+        ...
 
     async def open(self) -> None: ...
 

@@ -22,6 +22,8 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
+import functools
+import itertools
 import json
 import logging
 import os
@@ -35,9 +37,11 @@ from typing import IO, Any, TypeVar
 from receiver import durations
 from receiver.errors import JournalOverloaded, JournalUnavailable
 from receiver.journal import (
+    EVALUATIONS_KEPT,
     CancelRequested,
     JournalEvent,
     ProblemResolved,
+    Pruned,
     RemediationCreated,
 )
 from receiver.models import (
@@ -70,12 +74,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection, float], T]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # What each version adds to the one before; a journal is brought up to date when opened.
 _MIGRATIONS = {
     2: (  # coalescing: a problem that joined a remediation of the same service and rule
         "ALTER TABLE problems ADD COLUMN remediation_id INTEGER REFERENCES remediations (id)",
         "CREATE INDEX IF NOT EXISTS problems_remediation ON problems (remediation_id)",
+    ),
+    3: (  # retention deletes deliveries; each delete looks up the notifications that name it
+        "CREATE INDEX IF NOT EXISTS notifications_delivery ON notifications (delivery_id)",
     ),
 }
 _SCHEMA = """
@@ -172,6 +179,8 @@ _PROBLEM_COLUMNS = (
 )
 _JOINED_SHOWN = 50  # problems listed on a remediation's timeline; all are counted
 _MAX_GROUP = 512  # requests per group commit; bounds the latency of one commit
+_PRUNE_BATCH = 500  # rows looked at per retention transaction; intake commits between them
+_FINISHED = tuple(state.value for state in RemediationState if state.finished)
 
 
 @dataclasses.dataclass(slots=True)
@@ -902,6 +911,32 @@ class SQLiteJournal:
                 self._reader_connections.append(connection)
         return query(connection)
 
+    @property
+    def size_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.stat(self.path + suffix).st_size
+        return total
+
+    async def prune(self, cutoff: float) -> Pruned:
+        total = Pruned()
+        done = False
+        while not done:  # oldest first: a delivery and its notifications share their age
+            pruned, done = await self.write(
+                lambda connection, now: _prune_deliveries(connection, cutoff), shed=False
+            )
+            total += pruned
+        for prune_page in (_prune_remediations, _prune_problems):
+            after: int | None = 0
+            while after is not None:
+                job = functools.partial(prune_page, cutoff=cutoff, after=after)
+                pruned, after = await self.write(job, shed=False)
+                total += pruned
+        return total + await self.write(
+            lambda connection, now: _prune_evaluations(connection, cutoff), shed=False
+        )
+
     async def probe(self) -> None:
         """Raise JournalError unless a write can be committed now (for readiness): a real
         one — rewriting the schema version dirties a page — so a full disk shows, where an
@@ -1191,6 +1226,125 @@ def _migrate(connection: sqlite3.Connection) -> None:
             connection.execute(statement)
     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     connection.execute("COMMIT")
+
+
+def _prune_deliveries(connection: sqlite3.Connection, cutoff: float) -> tuple[Pruned, bool]:
+    """One batch of the oldest deliveries received before `cutoff`, with their notifications
+    (whatever their problem: its row keeps the counts); done when none older is left."""
+    rows = connection.execute(
+        "SELECT id, received_at FROM deliveries ORDER BY id LIMIT ?", (_PRUNE_BATCH,)
+    ).fetchall()
+    old = list(itertools.takewhile(lambda row: row[1] < cutoff, rows))
+    if not old:
+        return Pruned(), True
+    last = old[-1][0]
+    notifications = connection.execute(
+        "DELETE FROM notifications WHERE delivery_id <= ?", (last,)
+    ).rowcount
+    deliveries = connection.execute("DELETE FROM deliveries WHERE id <= ?", (last,)).rowcount
+    return Pruned(deliveries=deliveries, notifications=notifications), len(old) < _PRUNE_BATCH
+
+
+def _prune_remediations(
+    connection: sqlite3.Connection, _now: float, *, cutoff: float, after: int
+) -> tuple[Pruned, int | None]:
+    """Finished remediations among the next batch created before `cutoff` (by id, from
+    `after`): those that ended before it, have no scale-back left to do, and whose every
+    problem is closed and quiet since before it. Returns where the next batch starts (None:
+    no more)."""
+    rows = connection.execute(
+        "SELECT id, state, ended_at, scale_back FROM remediations WHERE id > ? AND created_at < ?"
+        " ORDER BY id LIMIT ?",
+        (after, cutoff, _PRUNE_BATCH),
+    ).fetchall()
+    if not rows:
+        return Pruned(), None
+    ended = [
+        remediation_id
+        for remediation_id, state, ended_at, scale_back in rows
+        if state in _FINISHED
+        and ended_at is not None
+        and ended_at < cutoff
+        and (scale_back is None or json.loads(scale_back)["state"] == ScaleBackState.DONE)
+    ]
+    gone = [
+        remediation_id
+        for remediation_id in ended
+        if not connection.execute(
+            "SELECT 1 FROM problems WHERE (remediation_id = ? OR id = (SELECT problem_id FROM"
+            " remediations WHERE id = ?)) AND (state = 'open' OR last_seen >= ?) LIMIT 1",
+            (remediation_id, remediation_id, cutoff),
+        ).fetchone()
+    ]
+    pruned = Pruned()
+    for remediation_id in gone:
+        problems = [
+            problem_id
+            for (problem_id,) in connection.execute(
+                "SELECT id FROM problems WHERE remediation_id = ? UNION"
+                " SELECT problem_id FROM remediations WHERE id = ?",
+                (remediation_id, remediation_id),
+            )
+        ]
+        connection.execute("DELETE FROM steps WHERE remediation_id = ?", (remediation_id,))
+        connection.execute(  # the evaluation stays: the history relative criteria compare with
+            "UPDATE evaluations SET remediation_id = NULL WHERE remediation_id = ?",
+            (remediation_id,),
+        )
+        connection.execute(
+            "UPDATE problems SET remediation_id = NULL WHERE remediation_id = ?", (remediation_id,)
+        )
+        connection.execute("DELETE FROM remediations WHERE id = ?", (remediation_id,))
+        pruned += Pruned(remediations=1) + _delete_problems(connection, problems)
+    return pruned, rows[-1][0]
+
+
+def _prune_problems(
+    connection: sqlite3.Connection, _now: float, *, cutoff: float, after: int
+) -> tuple[Pruned, int | None]:
+    """Closed problems without a remediation, quiet since before `cutoff`, among the next
+    batch first seen before it (by id, from `after`)."""
+    rows = connection.execute(
+        "SELECT id, state, last_seen, remediation_id,"
+        " EXISTS (SELECT 1 FROM remediations WHERE problem_id = problems.id)"
+        " FROM problems WHERE id > ? AND first_seen < ? ORDER BY id LIMIT ?",
+        (after, cutoff, _PRUNE_BATCH),
+    ).fetchall()
+    if not rows:
+        return Pruned(), None
+    gone = [
+        problem_id
+        for problem_id, state, last_seen, remediation_id, has_remediation in rows
+        if state != ProblemState.OPEN.value
+        and last_seen < cutoff
+        and remediation_id is None
+        and not has_remediation
+    ]
+    return _delete_problems(connection, gone), rows[-1][0]
+
+
+def _delete_problems(connection: sqlite3.Connection, problems: Sequence[int]) -> Pruned:
+    notifications = problems_deleted = 0
+    for problem_id in problems:
+        notifications += connection.execute(
+            "DELETE FROM notifications WHERE problem_id = ?", (problem_id,)
+        ).rowcount
+        problems_deleted += connection.execute(
+            "DELETE FROM problems WHERE id = ?", (problem_id,)
+        ).rowcount
+    return Pruned(notifications=notifications, problems=problems_deleted)
+
+
+def _prune_evaluations(connection: sqlite3.Connection, cutoff: float) -> Pruned:
+    """Evaluations made before `cutoff`, except the newest EVALUATIONS_KEPT of each service."""
+    deleted = connection.execute(
+        "DELETE FROM evaluations WHERE created_at < ? AND remediation_id IS NULL AND id NOT IN"
+        " (SELECT kept.id FROM evaluations AS kept WHERE kept.project = evaluations.project"
+        " AND kept.stage = evaluations.stage AND kept.service = evaluations.service"
+        " ORDER BY kept.id DESC LIMIT ?)",
+        (cutoff, EVALUATIONS_KEPT),
+    ).rowcount
+    return Pruned(evaluations=deleted)
 
 
 def _create_remediation(
