@@ -8,7 +8,8 @@ overlay):
   `project__stage__service__file.yaml`, and `config-volume.yaml`, the patch that mounts each
   key back at its path in Keptn's layout;
 - `rbac.yaml`: least privilege — a Role and RoleBinding in each namespace a configured service
-  maps to, allowing get and patch on `deployments` and `deployments/scale` and nothing else;
+  maps to, allowing on the Deployments it may map to only what its rules' actions use
+  (`deployments/scale` get and patch for scaling; `deployments` patch only for a restart);
 - `overlays/monitoring/prometheus-rule.yaml`: the alerting rules of `receiver rules`.
 
 A test keeps the checked-in files equal to what this command writes for `config/`.
@@ -26,6 +27,8 @@ import yaml
 from receiver import configtree, settings
 from receiver.actions import targets
 from receiver.errors import ConfigError, PermanentActionError
+from receiver.models import Restart, Scale, ServiceRef
+from receiver.rules import remediation
 from receiver.slo import alerting, evaluation
 
 NAME = "selfheal-receiver"
@@ -118,29 +121,57 @@ def _key(path: Path) -> str:
 def _rbac(
     tree: configtree.ConfigTree, config: settings.Settings, namespace: str
 ) -> list[dict[str, Any]]:
+    """Per target namespace, a Role granting what the configured actions use, on the
+    Deployments the configured services may map to (`resourceNames`) and nothing else:
+    scaling reads and patches `deployments/scale`; a restart finds its Deployment through
+    `deployments/scale` too and patches `deployments` (an annotation of the pod template;
+    that verb could change the image as well, so it is granted only where a rule restarts).
+    A namespace whose services use neither gets no Role."""
     configured = frozenset(tree.services())
-    namespaces = sorted(
-        {
-            targets.resolve(ref, configured=configured, settings=config).namespace
-            for ref in configured
-        }
-        | {target.namespace for target in config.services.values() if target.namespace}
-    )
+    overrides = {
+        ServiceRef(project=parts[0], stage=parts[1], service=parts[2])
+        for name in config.services
+        if len(parts := name.split("/")) == 3
+    }
+    # namespace → resource → Deployment name → verbs
+    grants: dict[str, dict[str, dict[str, set[str]]]] = {}
+    for ref in sorted(configured | overrides, key=str):
+        kinds = _action_kinds(tree, ref)
+        needs = {"deployments/scale": {"get"}} if kinds & {Scale, Restart} else {}
+        if Scale in kinds:
+            needs["deployments/scale"].add("patch")
+        if Restart in kinds:
+            needs["deployments"] = {"patch"}
+        if not needs:
+            continue
+        target = targets.resolve(ref, configured=configured, settings=config)
+        for resource, verbs in needs.items():
+            names = grants.setdefault(target.namespace, {}).setdefault(resource, {})
+            for deployment in target.deployments:
+                names.setdefault(deployment, set()).update(verbs)
     documents: list[dict[str, Any]] = []
-    for target in namespaces:
-        metadata = {"name": NAME, "namespace": target, "labels": LABELS}
+    for target_namespace, resources in sorted(grants.items()):
+        rules: list[dict[str, Any]] = []
+        for resource, names in sorted(resources.items(), reverse=True):  # scale first
+            by_verbs: dict[tuple[str, ...], list[str]] = {}
+            for deployment, verbs in sorted(names.items()):
+                by_verbs.setdefault(tuple(sorted(verbs)), []).append(deployment)
+            rules.extend(
+                {
+                    "apiGroups": ["apps"],
+                    "resources": [resource],
+                    "resourceNames": deployments,
+                    "verbs": list(verbs),
+                }
+                for verbs, deployments in sorted(by_verbs.items())
+            )
+        metadata = {"name": NAME, "namespace": target_namespace, "labels": LABELS}
         documents.append(
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "Role",
                 "metadata": metadata,
-                "rules": [
-                    {
-                        "apiGroups": ["apps"],
-                        "resources": ["deployments", "deployments/scale"],
-                        "verbs": ["get", "patch"],
-                    }
-                ],
+                "rules": rules,
             }
         )
         documents.append(
@@ -153,6 +184,18 @@ def _rbac(
             }
         )
     return documents
+
+
+def _action_kinds(tree: configtree.ConfigTree, ref: ServiceRef) -> set[type]:
+    """The kinds of action the rules for `ref` can run (none when its file cannot load)."""
+    file = tree.remediation_file(ref)
+    if file is None:
+        return set()
+    try:
+        rule_set = remediation.load(file)
+    except ConfigError:
+        return set()
+    return {type(action.kind) for rule in rule_set.rules for action in rule.actions}
 
 
 def _prometheus_rule(

@@ -174,7 +174,9 @@ async def make_world(
             cluster, slis, escalations = restart.cluster, restart.slis, restart.escalations
             clock, urls, queries = restart.clock, restart.urls, restart.queries
         else:
-            cluster = kube_standin.Cluster()
+            # The RBAC `receiver manifests` renders for this configuration: what it grants
+            # follows from the actions of its rules.
+            cluster = kube_standin.Cluster(roles=kube_standin.roles_for(config_dir))
             cluster.add_deployment(NS, "carts-primary", replicas=1)
             slis = dict(SLOW)
             escalations = []

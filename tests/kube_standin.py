@@ -7,7 +7,8 @@ reference (kubernetes.io/docs/reference/kubernetes-api/, "API Concepts": patch t
 "Using RBAC Authorization"):
 - Bearer-token authentication: a missing or wrong token → 401 `Status` (reason Unauthorized).
 - RBAC, enforced by default: the Roles of `manifests/base/generated/rbac.yaml` (what
-  `receiver manifests` renders for the example configuration) say which verbs on which
+  `receiver manifests` renders for the example configuration; `roles_for(config_dir)` for
+  another) say which verbs on which
   resources (`deployments`, `deployments/scale`), in which namespaces and, where a rule has
   `resourceNames`, on which Deployments; anything else → 403 `Status` (reason Forbidden) with
   the API server's message naming user, verb, resource, group and namespace. A test opts
@@ -98,6 +99,19 @@ def generated_roles() -> list[dict[str, Any]]:
     return [
         document
         for document in yaml.safe_load_all(GENERATED_RBAC.read_text())
+        if document and document.get("kind") == "Role"
+    ]
+
+
+def roles_for(config_dir: Path) -> list[dict[str, Any]]:
+    """The Roles `receiver manifests` renders for `config_dir` (its rules' actions decide
+    the verbs: a configuration that restarts gets `deployments` patch, one that scales not)."""
+    from receiver import manifests
+
+    text = manifests.render(config_dir, namespace="selfheal")["base/generated/rbac.yaml"]
+    return [
+        document
+        for document in yaml.safe_load_all(text)
         if document and document.get("kind") == "Role"
     ]
 

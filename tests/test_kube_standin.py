@@ -75,6 +75,7 @@ async def test_a_json_patch_is_applied_as_a_list_of_operations(
 async def test_a_strategic_merge_patch_merges_containers_by_name_a_merge_patch_replaces_them(
     api: Any, cluster: kube_standin.Cluster
 ) -> None:
+    cluster.roles = None  # about patch semantics, not RBAC
     patch = {"spec": {"template": {"spec": {"containers": [{"name": "carts-primary"}]}}}}
     status, answer, _ = await send(
         api, "PATCH", DEPLOYMENT, patch, kube_standin.STRATEGIC_MERGE_PATCH
@@ -96,7 +97,20 @@ async def test_a_verb_the_generated_role_does_not_grant_is_forbidden(
     other = "/apis/apps/v1/namespaces/elsewhere/deployments/carts/scale"
     status, answer, _ = await send(api, "PATCH", other, {}, kube_standin.MERGE_PATCH)
     assert (status, answer["reason"]) == (403, "Forbidden")  # no Role in that namespace
+    # Only the configured Deployments, only what the example's actions use (scaling): not a
+    # Deployment of another service, not a patch of the Deployment itself (its image).
+    cluster.add_deployment(NS, "orders", replicas=1)
+    orders = f"/apis/apps/v1/namespaces/{NS}/deployments/orders/scale"
+    status, answer, _ = await send(api, "PATCH", orders, scale, kube_standin.MERGE_PATCH)
+    assert (status, answer["reason"]) == (403, "Forbidden")
+    image = {"spec": {"template": {"spec": {"containers": [{"name": "x", "image": "evil"}]}}}}
+    status, answer, _ = await send(api, "PATCH", DEPLOYMENT, image, kube_standin.MERGE_PATCH)
+    assert (status, answer["reason"]) == (403, "Forbidden")
+    assert 'cannot patch resource "deployments"' in answer["message"]
     assert cluster.replicas(NS, "carts-primary") == 1
+    assert cluster.deployments[(NS, "carts-primary")]["spec"]["template"]["spec"]["containers"] == [
+        {"name": "carts-primary", "image": "carts"}
+    ]
 
 
 async def test_a_body_that_is_not_json_is_a_400_not_a_500(api: Any) -> None:

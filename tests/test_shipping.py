@@ -142,6 +142,37 @@ def test_rbac_follows_the_services_the_configuration_names(
         if d and d["kind"] == "Role"
     ]
     assert [r["metadata"]["namespace"] for r in roles] == ["shop-prod", "sockshop-production"]
+    # What each namespace's Role grants follows from the actions of its services' rules, on
+    # the Deployments the templates may name and no other.
+    assert roles[0]["rules"] == [
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments/scale"],  # a restart finds its Deployment here
+            "resourceNames": ["orders", "orders-primary"],
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments"],
+            "resourceNames": ["orders", "orders-primary"],
+            "verbs": ["patch"],
+        },
+    ]
+    assert roles[1]["rules"] == [
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments/scale"],
+            "resourceNames": ["carts", "carts-primary"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+
+
+def test_a_service_whose_rules_touch_no_deployment_gets_no_role(config_dir: Path) -> None:
+    carts = config_dir / "sockshop" / "production" / "carts" / "remediation.yaml"
+    carts.write_text("remediations:\n- name: default\n  actions: [{action: escalate}]\n")
+    rendered = manifests.render(config_dir, namespace="selfheal")["base/generated/rbac.yaml"]
+    assert [d for d in yaml.safe_load_all(rendered) if d] == []
 
 
 def test_the_generated_files_are_up_to_date_with_config() -> None:

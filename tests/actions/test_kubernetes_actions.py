@@ -16,7 +16,7 @@ from receiver.actions.runner import Actions
 from receiver.errors import PermanentActionError, TemporaryActionError
 from receiver.models import Restart, Scale, ServiceRef
 from receiver.settings import ServiceTarget
-from tests import processes
+from tests import kube_standin, processes
 from tests.actions.conftest import BACKOFF, CARTS, MakeActions, Sleeps
 from tests.kube_standin import Cluster, write_kubeconfig
 
@@ -220,8 +220,11 @@ async def test_a_payload_cannot_choose_an_unconfigured_target(
 
 
 async def test_restart_stamps_the_pod_template_once(
-    make_actions: MakeActions, cluster: Cluster
+    make_actions: MakeActions, cluster: Cluster, config_dir: Path
 ) -> None:
+    remediation = config_dir / "sockshop" / "production" / "carts" / "remediation.yaml"
+    remediation.write_text("remediations:\n- name: default\n  actions: [{action: restart}]\n")
+    cluster.roles = kube_standin.roles_for(config_dir)  # a restart is granted where one is used
     actions = await make_actions()
     saved: list[dict[str, Any]] = []
 
