@@ -107,10 +107,11 @@ def test_manifests_writes_the_kustomize_files(
     assert written == [
         "base/generated/config-volume.yaml",
         "base/generated/config.yaml",
+        "base/generated/networkpolicy.yaml",
         "base/generated/rbac.yaml",
         "overlays/monitoring/prometheus-rule.yaml",
     ]
-    assert capsys.readouterr().out.count("wrote ") == 4
+    assert capsys.readouterr().out.count("wrote ") == 5
 
 
 def test_manifests_refuse_a_broken_configuration(
