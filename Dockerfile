@@ -1,22 +1,27 @@
 # selfheal-receiver: a slim, non-root image. Build: docker build -t selfheal-receiver:0.1.0 .
+#
+# Reproducible: the base image is pinned by digest (bump both FROM lines together, e.g. with
+# `docker buildx imagetools inspect python:3.11-slim-bookworm`, or let Renovate do it), and
+# every Python package by version and hash in requirements.lock (regenerate it with
+# `pip-compile --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links
+#  --output-file requirements.lock pyproject.toml` after changing dependencies).
 
 # -- build: dependencies in their own layer, then the source --------------------------------
-FROM python:3.11-slim-bookworm AS build
+FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16 AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Only the project metadata first: this layer is rebuilt when dependencies change, not code.
+# Only the locked dependencies first: this layer is rebuilt when they change, not the code.
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
-RUN mkdir receiver && touch receiver/__init__.py \
-    && pip install . \
-    && pip uninstall --yes selfheal-receiver
 COPY receiver ./receiver
 RUN pip install --no-deps .
 
 # -- runtime ---------------------------------------------------------------------------------
-FROM python:3.11-slim-bookworm
+FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ STANDARD_KINDS = {
     "Role",
     "RoleBinding",
     "Secret",
+    "NetworkPolicy",
 }
 
 
@@ -69,9 +73,30 @@ def test_the_image_runs_as_a_numeric_non_root_user_with_an_exec_entrypoint() -> 
     assert 'ENTRYPOINT ["receiver", "serve"]' in lines
     assert not any(line.startswith("HEALTHCHECK") for line in lines)
     copies = [line for line in lines if line.startswith("COPY")]
-    assert copies.index("COPY pyproject.toml README.md ./") < copies.index(
+    assert copies.index("COPY requirements.lock ./") < copies.index(
         "COPY receiver ./receiver"
     )  # dependencies in their own layer before the source
+
+
+def test_the_image_is_built_from_a_pinned_base_and_hash_locked_dependencies() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    bases = [line.split()[1] for line in lines if line.startswith("FROM ")]
+    assert len(set(bases)) == 1
+    assert re.fullmatch(r"python:3\.11[.\d]*-slim-bookworm@sha256:[0-9a-f]{64}", bases[0])
+    assert "RUN pip install --require-hashes --no-deps -r requirements.lock" in lines
+    assert "RUN pip install --no-deps ." in lines  # the receiver itself: nothing unlocked
+    # The lock pins every dependency pyproject.toml names, each with its hashes, at the
+    # version the tests run with.
+    lock = (ROOT / "requirements.lock").read_text()
+    pinned = dict(re.findall(r"^([a-z0-9-]+)==(\S+) \\$", lock, flags=re.MULTILINE))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        name = re.split(r"[<>=~!\[ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in pinned, f"{name} is not in requirements.lock"
+        assert importlib.metadata.version(name) == pinned[name], f"{name}: lock and tests differ"
+    entries = re.split(r"\n(?=[a-z0-9-]+==)", lock)[1:]
+    assert len(entries) == len(pinned)
+    assert all("--hash=sha256:" in entry for entry in entries)
 
 
 def test_every_rendered_resource_is_valid_against_the_kubernetes_schemas(
@@ -96,6 +121,9 @@ def test_the_deployment_is_locked_down(base: list[dict[str, Any]]) -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert "memory" in container["resources"]["limits"]
+    # Not the 1 s default: a probe late under load must not restart the pod mid-incident.
+    assert container["livenessProbe"]["timeoutSeconds"] >= 3
+    assert container["readinessProbe"]["timeoutSeconds"] >= 3
     assert container["image"] == "selfheal-receiver:0.1.0"
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -175,8 +203,57 @@ def test_a_service_whose_rules_touch_no_deployment_gets_no_role(config_dir: Path
     assert [d for d in yaml.safe_load_all(rendered) if d] == []
 
 
+def test_the_network_policy_admits_webhooks_from_monitoring_and_egress_to_what_is_configured(
+    config_dir: Path,
+) -> None:
+    (config_dir / "receiver.yaml").write_text(
+        "unleash: {url: 'http://unleash.flags.svc.cluster.local:4242'}\n"
+        "dynatrace: {url: 'https://abc12345.live.dynatrace.com'}\n"
+        "escalation: {webhook_url: 'http://10.0.0.7:9000/hook'}\n"
+    )
+    rendered = manifests.render(
+        config_dir,
+        namespace="selfheal",
+        webhooks_from=("monitoring", "ingress-nginx"),
+        deployment_env={"RECEIVER_PROMETHEUS_URL": "http://prometheus-server.monitoring.svc:80"},
+    )
+    (policy,) = yaml.safe_load_all(rendered["base/generated/networkpolicy.yaml"])
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    (ingress,) = spec["ingress"]
+    assert [f["namespaceSelector"]["matchLabels"] for f in ingress["from"]] == [
+        {"kubernetes.io/metadata.name": "monitoring"},
+        {"kubernetes.io/metadata.name": "ingress-nginx"},
+    ]
+    assert ingress["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+    def namespace(rule: dict[str, Any]) -> str | None:
+        labels = rule["to"][0].get("namespaceSelector", {}).get("matchLabels", {})
+        name: str | None = labels.get("kubernetes.io/metadata.name")
+        return name
+
+    dns, api, prometheus, dynatrace, unleash, escalation = spec["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert api["ports"] == [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]
+    # In-cluster Services: their namespace, any port (a policy sees the pod's port, 9090).
+    assert (namespace(prometheus), "ports" in prometheus) == ("monitoring", False)
+    assert (namespace(unleash), "ports" in unleash) == ("flags", False)
+    assert dynatrace == {
+        "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+        "ports": [{"protocol": "TCP", "port": 443}],
+    }
+    assert escalation == {
+        "to": [{"ipBlock": {"cidr": "10.0.0.7/32"}}],
+        "ports": [{"protocol": "TCP", "port": 9000}],
+    }
+
+
 def test_the_generated_files_are_up_to_date_with_config() -> None:
-    for name, text in manifests.render(ROOT / "config", namespace="selfheal").items():
+    deployment_env = manifests.deployment_env(ROOT / "manifests" / "base" / "deployment.yaml")
+    rendered = manifests.render(
+        ROOT / "config", namespace="selfheal", deployment_env=deployment_env
+    )
+    for name, text in rendered.items():
         checked_in = (ROOT / "manifests" / name).read_text()
         assert checked_in == text, f"manifests/{name} is stale: run receiver manifests"
 
