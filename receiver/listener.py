@@ -18,6 +18,7 @@ import dataclasses
 import http
 import logging
 import resource
+import threading
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -74,7 +75,7 @@ class _CappedSite(web.TCPSite):
     """A TCP site that hands connections beyond `max_connections` to `_Refusal`."""
 
     def __init__(self, runner: web.AppRunner, settings: Settings, app: web.Application) -> None:
-        super().__init__(runner, settings.host, settings.port, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        super().__init__(runner, settings.host, settings.port)
         self._settings = settings
         self._app = app
 
@@ -127,8 +128,11 @@ def fit_open_files(max_connections: int) -> int:
     return max(1, min(max_connections, soft - _SPARE_FILES))
 
 
-async def serve(app: web.Application, settings: Settings) -> None:
-    """Serve `app` until cancelled (SIGTERM and SIGINT cancel it through the runner)."""
+async def serve(
+    app: web.Application, settings: Settings, *, started: Callable[[str], None] | None = None
+) -> None:
+    """Serve `app` until cancelled; `started` is told the URL once it listens. In the main
+    thread SIGTERM and SIGINT stop it (through the runner)."""
     fitting = fit_open_files(settings.max_connections)
     if fitting < settings.max_connections:
         logger.warning(
@@ -141,7 +145,11 @@ async def serve(app: web.Application, settings: Settings) -> None:
         )
         settings = dataclasses.replace(settings, max_connections=fitting)
     runner = web.AppRunner(
-        app, handle_signals=True, access_log=None, keepalive_timeout=settings.idle_timeout
+        app,
+        handle_signals=threading.current_thread() is threading.main_thread(),
+        access_log=None,
+        keepalive_timeout=settings.idle_timeout,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
     )
     await runner.setup()
     try:
@@ -151,19 +159,28 @@ async def serve(app: web.Application, settings: Settings) -> None:
             "receiver.listening",
             extra={"url": site.name, "max_connections": settings.max_connections},
         )
+        if started is not None:
+            started(site.name)
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
 
 
-def run(app: web.Application, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
-    """Run the service on `loop` until SIGTERM or SIGINT, then shut down in order: stop
-    accepting, finish requests in flight, close the engine and the journal."""
+def run(
+    app: web.Application,
+    settings: Settings,
+    loop: asyncio.AbstractEventLoop,
+    *,
+    started: Callable[[str], None] | None = None,
+) -> None:
+    """Run the service on `loop` until SIGTERM or SIGINT (or its task is cancelled), then
+    shut down in order: stop accepting, finish requests in flight, close the engine and the
+    journal."""
     asyncio.set_event_loop(loop)
-    main = loop.create_task(serve(app, settings))
+    main = loop.create_task(serve(app, settings, started=started), name="serve")
     try:
         loop.run_until_complete(main)
-    except (web.GracefulExit, KeyboardInterrupt):
+    except (web.GracefulExit, KeyboardInterrupt, asyncio.CancelledError):
         pass
     finally:
         left = [task for task in asyncio.all_tasks(loop) if not task.done()]

@@ -186,6 +186,48 @@ def serve_in_thread(app: aiohttp.web.Application) -> Iterator[str]:
         thread.join(10)
 
 
+@contextlib.contextmanager
+def receiver_in_thread(app: aiohttp.web.Application) -> Iterator[str]:
+    """The receiver's app served as `receiver serve` serves it (its listener: connection
+    cap, idle timeout, its answer to unparsable requests) on loopback, in a thread, on a
+    free port; yields its URL."""
+    import dataclasses
+    import threading
+
+    from receiver import listener, server
+
+    settings = app[server.SETTINGS]
+    settings = dataclasses.replace(settings, host="127.0.0.1", port=free_port())
+    loop = asyncio.new_event_loop()
+    url: list[str] = []
+    started = threading.Event()
+
+    def on_start(name: str) -> None:
+        url.append(name)
+        started.set()
+
+    def stop() -> None:
+        for task in asyncio.all_tasks(loop):
+            if task.get_name() == "serve":
+                task.cancel()
+
+    thread = threading.Thread(
+        target=listener.run,
+        args=(app, settings, loop),
+        kwargs={"started": on_start},
+        name=f"receiver-{settings.port}",
+        daemon=True,
+    )
+    thread.start()
+    if not started.wait(10):
+        raise TimeoutError("the receiver did not start listening within 10 s")
+    try:
+        yield url[0]
+    finally:
+        loop.call_soon_threadsafe(stop)
+        thread.join(10)
+
+
 def alertmanager_config(receiver_port: int, token: str) -> str:
     """An Alertmanager route delivering every alert at once to a receiver on loopback, with
     bearer auth in `http_config` as production does (group_interval 0 is refused; 100ms is
