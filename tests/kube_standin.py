@@ -36,7 +36,8 @@ reference (kubernetes.io/docs/reference/kubernetes-api/, "API Concepts": patch t
   `conflicts` bumps the resourceVersion behind the client's back after each `GET …/scale`
   that many times (another writer); `delay` seconds before every answer.
 - Run alone (`python -m tests.kube_standin PORT ns/name=replicas ...`) for the e2e tests and
-  the demo; `GET /_standin/state`, `POST /_standin/deployments` and `POST /_standin/reset`
+  the demo; `GET /_standin/state`, `POST /_standin/deployments`, `POST /_standin/roles` (the
+  Roles to enforce, e.g. `roles_for` a scenario's configuration) and `POST /_standin/reset`
   control it (outside the API's paths, without authentication).
 - `first_call[(method, path)]`: when (time.monotonic) such a request first arrived.
 - `write_delay` seconds before a write is applied; a write once begun is applied even if
@@ -479,7 +480,12 @@ def create_app(cluster: Cluster) -> web.Application:
         cluster.add_deployment(body["namespace"], body["name"], replicas=body.get("replicas", 1))
         return web.json_response({"ok": True})
 
+    async def put_roles(request: web.Request) -> web.Response:
+        cluster.roles = await request.json()
+        return web.json_response({"ok": True})
+
     async def reset(request: web.Request) -> web.Response:
+        cluster.roles = generated_roles()
         cluster.deployments.clear()
         cluster.calls.clear()
         cluster.writes.clear()
@@ -490,6 +496,7 @@ def create_app(cluster: Cluster) -> web.Application:
     app.router.add_get("/_standin/state", state)
     app.router.add_post("/_standin/deployments", put_deployment)
     app.router.add_post("/_standin/reset", reset)
+    app.router.add_post("/_standin/roles", put_roles)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 

@@ -114,6 +114,10 @@ class World:
                 raise TimeoutError(f"the world did not calm down: {self.firing()}")
             time.sleep(0.2)
 
+    def grant(self, config_dir: Path) -> None:
+        """Enforce the RBAC `receiver manifests` renders for `config_dir` (until reset)."""
+        _request(f"{self.kube_url}/_standin/roles", kube_standin.roles_for(config_dir))
+
     def remediations(self) -> list[dict[str, Any]]:
         """What the receiver on `receiver_port` lists, newest first."""
         listed: list[dict[str, Any]] = _request(

@@ -207,6 +207,7 @@ def test_4_when_nothing_helps_the_next_action_runs_then_people_are_called(
 ) -> None:
     world.reset()
     config = config_copy(tmp_path, remediation=SCALE_THEN_RESTART)
+    world.grant(config)  # a configuration that restarts is granted the Deployment's patch
     received: list[dict[str, Any]] = []
 
     async def hook(request: web.Request) -> web.Response:
