@@ -10,6 +10,7 @@ import prometheus_client as prom
 class Metrics:
     def __init__(self, registry: prom.CollectorRegistry) -> None:
         self.registry = registry
+        self._notified: dict[tuple[str, str], prom.Counter] = {}
         self.notifications = prom.Counter(
             "receiver_notifications",
             "Problem notifications received, by source and what the journal did with them.",
@@ -86,6 +87,16 @@ class Metrics:
             ["result"],
             registry=registry,
         )
+
+    def notified(self, source: str, outcome: str, count: int) -> None:
+        """Count notifications recorded; the labelled child is looked up once per pair (a
+        labels() call locks and validates, and every webhook counts)."""
+        child = self._notified.get((source, outcome))
+        if child is None:
+            child = self._notified[(source, outcome)] = self.notifications.labels(
+                source=source, outcome=outcome
+            )
+        child.inc(count)
 
     def watch_journal(
         self,

@@ -437,7 +437,7 @@ async def _record(
     recorded = await app[JOURNAL].record(body, notifications, decisions=decisions, source=source)
     outcomes = collections.Counter(r.outcome for r in recorded)
     for outcome, count in outcomes.items():
-        app[METRICS].notifications.labels(source=source.value, outcome=outcome.value).inc(count)
+        app[METRICS].notified(source.value, outcome.value, count)
     if logger.isEnabledFor(logging.INFO):
         _log_recorded(source, notifications, recorded, outcomes)
     return web.json_response(

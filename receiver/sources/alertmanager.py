@@ -56,31 +56,33 @@ def parse(body: Any, *, labels: LabelNames) -> tuple[Notification, ...]:
     alerts = webhook.get("alerts")
     if not isinstance(alerts, list):
         raise PayloadError("alerts", f"expected a list, got {shape.type_name(alerts)}")
-    return tuple(
-        _parse_alert(alert, f"alerts[{index}]", labels=labels) for index, alert in enumerate(alerts)
-    )
+    return tuple(_parse_alert(alert, index, labels=labels) for index, alert in enumerate(alerts))
 
 
-def _parse_alert(value: Any, field: str, *, labels: LabelNames) -> Notification:
-    alert = shape.require_object(value, field)
-    status = shape.require_str(alert, "status", f"{field}.status")
-    if status not in _SIGNALS:
-        raise PayloadError(f"{field}.status", f"expected 'firing' or 'resolved', got {status!r}")
-    alert_labels = shape.string_map(alert.get("labels"), f"{field}.labels")
-    annotations = shape.string_map(alert.get("annotations"), f"{field}.annotations")
-    fingerprint = shape.optional_str(alert, "fingerprint", f"{field}.fingerprint")
+def _parse_alert(value: Any, index: int, *, labels: LabelNames) -> Notification:
+    parent = f"alerts[{index}]."
+    if not isinstance(value, dict):
+        raise PayloadError(parent[:-1], f"expected an object, got {shape.type_name(value)}")
+    alert: dict[str, Any] = value
+    status = shape.require_str(alert, "status", parent)
+    signal = _SIGNALS.get(status)
+    if signal is None:
+        raise PayloadError(parent + "status", f"expected 'firing' or 'resolved', got {status!r}")
+    alert_labels = shape.string_map(alert, "labels", parent)
+    annotations = shape.string_map(alert, "annotations", parent)
+    fingerprint = shape.optional_str(alert, "fingerprint", parent)
     title = annotations.get("summary") or alert_labels.get("alertname")
     if not title:
-        raise PayloadError(f"{field}.labels.alertname", "missing, and no annotations.summary")
+        raise PayloadError(parent + "labels.alertname", "missing, and no annotations.summary")
     return Notification(
         source=Source.ALERTMANAGER,
         key=ProblemKey(fingerprint or _fingerprint(alert_labels)),
-        signal=_SIGNALS[status],
+        signal=signal,
         title=title,
         project=_first(alert_labels, labels.project),
         stage=_first(alert_labels, labels.stage),
         service=_first(alert_labels, labels.service),
-        url=shape.optional_str(alert, "generatorURL", f"{field}.generatorURL"),
+        url=shape.optional_str(alert, "generatorURL", parent),
         raw=alert,
     )
 

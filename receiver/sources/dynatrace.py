@@ -48,8 +48,8 @@ def parse(body: Any) -> Notification:
     if not isinstance(raw_pid, str) or not raw_pid:
         raise PayloadError(f"{prefix}PID", "missing" if raw_pid is None else "expected a string")
     pid: str = raw_pid
-    state = shape.require_str(obj, "State", f"{prefix}State")
-    title = shape.optional_str(obj, "ProblemTitle", f"{prefix}ProblemTitle") or ""
+    state = shape.require_str(obj, "State", prefix)
+    title = shape.optional_str(obj, "ProblemTitle", prefix) or ""
     if title == TEST_TITLE or pid == TEST_PID:
         signal = Signal.TEST
     else:
@@ -61,7 +61,7 @@ def parse(body: Any) -> Notification:
     # webhook body sets them once for every problem), the keptn_* tags of the problem's
     # entities override them.
     where = {
-        name: tags.get(_TAGS[name]) or shape.optional_str(obj, field, f"{prefix}{field}")
+        name: tags.get(_TAGS[name]) or shape.optional_str(obj, field, prefix)
         for name, field in _FIELDS.items()
     }
     return Notification(
@@ -72,14 +72,14 @@ def parse(body: Any) -> Notification:
         project=where["project"],
         stage=where["stage"],
         service=where["service"],
-        url=shape.optional_str(obj, "ProblemURL", f"{prefix}ProblemURL"),
+        url=shape.optional_str(obj, "ProblemURL", prefix),
         raw=obj,
     )
 
 
 def _tags(obj: dict[str, Any], prefix: str) -> dict[str, str]:
     """`Tags` ("k:v, k:v"), falling back to ProblemDetails.tagsOfAffectedEntities."""
-    text = shape.optional_str(obj, "Tags", f"{prefix}Tags") or ""
+    text = shape.optional_str(obj, "Tags", prefix) or ""
     tags: dict[str, str] = {}
     for item in text.split(","):
         name, sep, value = item.strip().partition(":")

@@ -13,30 +13,37 @@ def require_object(value: Any, field: str) -> dict[str, Any]:
     return value
 
 
-def require_str(obj: dict[str, Any], name: str, field: str) -> str:
+# `parent` is the path of `obj` with its trailing dot ("alerts[3]."): a field's name is only
+# put together when it is wrong, not for every field of every alert.
+
+
+def require_str(obj: dict[str, Any], name: str, parent: str) -> str:
     if name not in obj:
-        raise PayloadError(field, "missing")
+        raise PayloadError(parent + name, "missing")
     value = obj[name]
     if not isinstance(value, str):
-        raise PayloadError(field, f"expected a string, got {type_name(value)}")
+        raise PayloadError(parent + name, f"expected a string, got {type_name(value)}")
     return value
 
 
-def optional_str(obj: dict[str, Any], name: str, field: str) -> str | None:
+def optional_str(obj: dict[str, Any], name: str, parent: str) -> str | None:
+    value = obj.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise PayloadError(parent + name, f"expected a string, got {type_name(value)}")
+
+
+def string_map(obj: dict[str, Any], name: str, parent: str) -> dict[str, str]:
+    """`obj[name]`, an object of strings (absent: empty)."""
     value = obj.get(name)
     if value is None:
-        return None
-    if not isinstance(value, str):
-        raise PayloadError(field, f"expected a string, got {type_name(value)}")
-    return value
-
-
-def string_map(value: Any, field: str) -> dict[str, str]:
-    obj = require_object({} if value is None else value, field)
-    for name, item in obj.items():
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadError(parent + name, f"expected an object, got {type_name(value)}")
+    for key, item in value.items():
         if not isinstance(item, str):
-            raise PayloadError(f"{field}.{name}", f"expected a string, got {type_name(item)}")
-    return obj
+            raise PayloadError(f"{parent}{name}.{key}", f"expected a string, got {type_name(item)}")
+    return value
 
 
 def type_name(value: Any) -> str:
