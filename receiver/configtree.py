@@ -4,6 +4,11 @@
     DIR/<project>/<stage>/remediation.yaml              stage-level fallback
     DIR/<project>/<stage>/<service>/remediation.yaml    per service (wins)
     DIR/<project>/<stage>/<service>/slo.yaml, sli.yaml  (sli.yaml also per stage / project)
+    DIR/.../prometheus/sli.yaml, DIR/.../dynatrace/sli.yaml
+        where Keptn stored a provider's SLIs (`keptn add-resource --resourceUri=prometheus/
+        sli.yaml`), at project, stage and service level: read for that provider only, after
+        the plain sli.yaml of the same level. `prometheus` and `dynatrace` are never names
+        of a project, stage or service.
 
 The tree is indexed once at start-up. Lookups go through the index with names from the
 payload as keys, never by joining payload text into a path: a payload cannot reach a file
@@ -24,6 +29,7 @@ REMEDIATION = "remediation.yaml"
 SLO = "slo.yaml"
 SLI = "sli.yaml"
 SERVICE_FILES = (REMEDIATION, SLO, SLI)
+PROVIDER_DIRS = ("prometheus", "dynatrace")  # Keptn's SLI providers' resource directories
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -45,14 +51,28 @@ class ConfigTree:
     def slo_file(self, ref: ServiceRef) -> Path | None:
         return self._first(Path(ref.project, ref.stage, ref.service, SLO))
 
-    def sli_files(self, ref: ServiceRef) -> tuple[Path, ...]:
-        """sli.yaml of project, stage and service that exist, least specific first."""
-        candidates = (
-            Path(ref.project, SLI),
-            Path(ref.project, ref.stage, SLI),
-            Path(ref.project, ref.stage, ref.service, SLI),
-        )
+    def sli_files(self, ref: ServiceRef, provider: str | None = None) -> tuple[Path, ...]:
+        """The SLI files of project, stage and service that exist, least specific first: at
+        each level the plain sli.yaml, then `<provider>/sli.yaml` (every provider's when
+        `provider` is None)."""
+        providers = PROVIDER_DIRS if provider is None else (provider,)
+        candidates = []
+        for level in (
+            (ref.project,),
+            (ref.project, ref.stage),
+            (ref.project, ref.stage, ref.service),
+        ):
+            candidates.append(Path(*level, SLI))
+            candidates.extend(Path(*level, name, SLI) for name in providers)
         return tuple(self.root / c for c in candidates if c in self.files)
+
+    def sli_providers(self, ref: ServiceRef) -> tuple[str, ...]:
+        """The providers whose directories hold SLI files for `ref`."""
+        return tuple(
+            name
+            for name in PROVIDER_DIRS
+            if any(f.parent.name == name for f in self.sli_files(ref, name))
+        )
 
     def named(self, name: str) -> tuple[Path, ...]:
         """Every file of the tree called `name` (remediation.yaml, ...), in path order."""
@@ -63,7 +83,7 @@ class ConfigTree:
         refs = {
             ServiceRef(project=p.parts[0], stage=p.parts[1], service=p.parts[2])
             for p in self.files
-            if len(p.parts) == 4
+            if len(p.parts) == 4 and not _in_provider_dir(p)
         }
         return tuple(sorted(refs, key=str))
 
@@ -76,11 +96,29 @@ def scan(root: Path) -> ConfigTree:
     if not root.is_dir():
         raise ConfigError(str(root), "", "configuration directory does not exist")
     files = frozenset(
-        path.relative_to(root)
-        for path in root.rglob("*.yaml")
-        if path.name in SERVICE_FILES and 2 <= len(path.relative_to(root).parts) <= 4
+        relative
+        for relative in (path.relative_to(root) for path in root.rglob("*.yaml"))
+        if _indexed(relative)
     )
     return ConfigTree(root=root, files=files)
+
+
+def _in_provider_dir(relative: Path) -> bool:
+    return any(part in PROVIDER_DIRS for part in relative.parts[:-1])
+
+
+def _indexed(relative: Path) -> bool:
+    """A service file where the layout puts one, or an SLI file in a provider's directory
+    (only there: a project, stage or service cannot be called like a provider)."""
+    depth = len(relative.parts)
+    if _in_provider_dir(relative):
+        return (
+            relative.name == SLI
+            and relative.parts[-2] in PROVIDER_DIRS
+            and 3 <= depth <= 5
+            and (not _in_provider_dir(relative.parent))
+        )
+    return relative.name in SERVICE_FILES and 2 <= depth <= 4
 
 
 def check(tree: ConfigTree) -> list[ConfigError]:
@@ -95,6 +133,18 @@ def check(tree: ConfigTree) -> list[ConfigError]:
             continue
         if not isinstance(document, dict):
             errors.append(ConfigError(str(file), "", "expected a mapping at the top level"))
+    for path in sorted(tree.root.rglob("*.yaml")):
+        relative = path.relative_to(tree.root)
+        if path.name in SERVICE_FILES and _in_provider_dir(relative) and not _indexed(relative):
+            provider = next(part for part in relative.parts if part in PROVIDER_DIRS)
+            errors.append(
+                ConfigError(
+                    str(path),
+                    "",
+                    f"ignored: {provider}/ is where Keptn kept {provider}'s sli.yaml, not a"
+                    " project, stage or service",
+                )
+            )
     for path in sorted(tree.root.rglob("*.yml")):
         if path.with_suffix(".yaml").name in SERVICE_FILES:
             errors.append(
