@@ -131,5 +131,9 @@ def _check(args: argparse.Namespace) -> int:
         print(f"{len(errors)} problem(s) found", file=sys.stderr)
         return 1
     assert loaded is not None
+    for line in evaluation.sources(
+        tree, default_provider=loaded.sli_provider, deployment=loaded.sli_deployment
+    ):
+        print(line)
     print(f"{args.config}: OK ({len(tree.services())} service(s))")
     return 0

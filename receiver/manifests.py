@@ -327,7 +327,9 @@ def _prometheus_rule(
 ) -> dict[str, Any]:
     groups = []
     for ref in tree.services():
-        service_slo = evaluation.load(tree, ref, default_provider=config.sli_provider)
+        service_slo = evaluation.load(
+            tree, ref, default_provider=config.sli_provider, deployment=config.sli_deployment
+        )
         if service_slo is not None and service_slo.provider == "prometheus":
             groups.append(
                 (

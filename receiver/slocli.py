@@ -15,7 +15,7 @@ import aiohttp
 import yaml
 
 from receiver import configtree, durations, journal, settings
-from receiver.errors import ConfigError, JournalUnavailable
+from receiver.errors import ConfigError, JournalUnavailable, SliError
 from receiver.models import ServiceRef
 from receiver.slo import alerting, evaluation, objectives, providers, scoring
 
@@ -146,7 +146,9 @@ def _live(args: argparse.Namespace) -> int:
     try:
         config = settings.load(args.config)
         tree = configtree.scan(args.config)
-        service_slo = evaluation.load(tree, ref, default_provider=config.sli_provider)
+        service_slo = evaluation.load(
+            tree, ref, default_provider=config.sli_provider, deployment=config.sli_deployment
+        )
         window = (
             durations.parse(args.window) if args.window else config.remediation_evaluation_window
         )
@@ -191,7 +193,22 @@ async def _measure(
             window=window,
             deployment=config.sli_deployment,
             previous=previous,
+            problem_open=lambda: _problem_open(config.store_path, service_slo.service),
         )
+
+
+async def _problem_open(path: str, ref: ServiceRef) -> float:
+    """`problem_open` from the journal beside us: 1 while the service has an open problem."""
+    return await asyncio.to_thread(_read_problem_open, path, ref)
+
+
+def _read_problem_open(path: str, ref: ServiceRef) -> float:
+    if not Path(path).exists():
+        raise SliError(f"problem_open is answered from the receiver's journal; none at {path}")
+    try:
+        return 1.0 if journal.read_open_problems(path, ref) else 0.0
+    except JournalUnavailable as e:
+        raise SliError(str(e)) from e
 
 
 def _journal_history(path: str, service_slo: evaluation.ServiceSlo) -> list[scoring.Previous]:
@@ -266,7 +283,9 @@ def run_rules(args: argparse.Namespace) -> int:
     failed = False
     for ref in tree.services():
         try:
-            service_slo = evaluation.load(tree, ref, default_provider=config.sli_provider)
+            service_slo = evaluation.load(
+                tree, ref, default_provider=config.sli_provider, deployment=config.sli_deployment
+            )
         except ConfigError as e:
             print(f"receiver: {e}", file=sys.stderr)
             failed = True

@@ -409,3 +409,31 @@ spec:
     )
     assert first["detail"].startswith("no executor for action 'run-snow-wf'")
     assert world.cluster.replicas(NS, "carts-primary") == 2
+
+
+async def test_keptns_problem_open_sli_is_answered_from_the_journal(
+    make_world: MakeWorld, config_dir: Path
+) -> None:
+    """Keptn >= 0.8's Dynatrace SLOs judge a remediation by `problem_open` (no sli.yaml
+    defines it): 1 while a problem the remediation is for is still open."""
+    (config_dir / "sockshop" / "production" / "carts" / "slo.yaml").write_text(
+        "objectives:\n"
+        "- sli: response_time_p90\n  pass: [{criteria: ['<600']}]\n"
+        "- sli: problem_open\n  key_sli: true\n  pass: [{criteria: ['<=0']}]\n"
+        "total_score: {pass: '90%', warning: '75%'}\n"
+    )
+    world = await make_world(TWO_ACTIONS)
+    world.slis.update(FAST)  # fast already: only the open problem fails the SLO
+    rid = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    world.clock.advance(WAIT)
+    await world.waiting(rid, 1)
+    await world.resolve()  # judged at once: the problem is closed now
+    done = await world.finished(rid)
+    assert done["state"] == "healed"
+    assert [
+        {o["sli"]: o["value"] for o in step["evaluation"]["objectives"]} for step in done["steps"]
+    ] == [
+        {"response_time_p90": 300.0, "problem_open": 1.0},
+        {"response_time_p90": 300.0, "problem_open": 0.0},
+    ]

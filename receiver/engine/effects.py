@@ -110,7 +110,10 @@ class Effects:
         service = remediation.service
         try:
             service_slo = evaluation.load(
-                self._tree, service, default_provider=self._settings.sli_provider
+                self._tree,
+                service,
+                default_provider=self._settings.sli_provider,
+                deployment=self._settings.sli_deployment,
             )
         except ConfigError as e:
             return Judged(healed=False, why=f"the SLO cannot be evaluated: {e}")
@@ -134,6 +137,7 @@ class Effects:
             window=window,
             deployment=self._settings.sli_deployment,
             previous=[scoring.Previous(result=x, values=v) for x, v in history],
+            problem_open=lambda: self._problem_open(remediation),
         )
         await self._store.record_evaluation(
             service,
@@ -149,6 +153,10 @@ class Effects:
         self._metrics.evaluations.labels(result=result.result).inc()
         why = f"SLO {result.result}, score {result.score:.1f}"
         return Judged(healed=result.result in ("pass", "warning"), why=why)
+
+    async def _problem_open(self, remediation: Remediation) -> float:
+        """Keptn's `problem_open`: 1 while a problem the remediation is for is open."""
+        return 1.0 if await self._store.unresolved_problems(remediation.id) else 0.0
 
     async def escalate(self, remediation: Remediation, escalation: Escalate) -> Escalated:
         """Deliver the escalation document as the step at `escalation.position`."""

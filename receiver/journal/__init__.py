@@ -277,3 +277,11 @@ def read_history(
     from receiver.journal import sqlite
 
     return sqlite.read_history(url, ref, results=results, limit=limit)
+
+
+def read_open_problems(url: str, ref: ServiceRef) -> int:
+    """Open problems of `ref`, read-only, for tools beside the service; JournalUnavailable
+    when there is no journal at `url`."""
+    from receiver.journal import sqlite
+
+    return sqlite.read_open_problems(url, ref)

@@ -1386,6 +1386,23 @@ def read_history(
         raise JournalUnavailable(f"cannot read the journal {path}: {e}") from e
 
 
+def read_open_problems(path: str, ref: ServiceRef) -> int:
+    """How many problems of `ref` are open, read-only, for tools that run beside the service."""
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            ((count,),) = connection.execute(
+                "SELECT count(*) FROM problems WHERE project = ? AND stage = ? AND service = ?"
+                " AND state = 'open'",
+                (ref.project, ref.stage, ref.service),
+            )
+            return int(count)
+        finally:
+            connection.close()
+    except sqlite3.Error as e:  # not a journal
+        raise JournalUnavailable(f"cannot read the journal {path}: {e}") from e
+
+
 _REMEDIATION_COLUMNS = (
     "id, problem_id, project, stage, service, plan, state, phase, step, phase_until,"
     " cancel_requested, reason"

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 from receiver import configtree
 from receiver.errors import ConfigError, SliError
 from receiver.models import ServiceRef
-from receiver.slo import indicators, objectives, providers, scoring
+from receiver.slo import builtins, indicators, objectives, providers, scoring
 from receiver.slo.providers import Provider
 
 
@@ -25,6 +26,8 @@ class ServiceSlo:
     slo: objectives.Slo
     queries: dict[str, str]
     provider: str
+    # Where each SLI of the objectives comes from: an sli.yaml, "built-in", or "journal".
+    sources: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -34,20 +37,51 @@ class Measured:
 
 
 def load(
-    tree: configtree.ConfigTree, ref: ServiceRef, *, default_provider: str
+    tree: configtree.ConfigTree,
+    ref: ServiceRef,
+    *,
+    default_provider: str,
+    deployment: str = "primary",
 ) -> ServiceSlo | None:
-    """The service's SLO, or None when it has no slo.yaml. Raises ConfigError."""
+    """The service's SLO, or None when it has no slo.yaml. Raises ConfigError.
+
+    The provider: a `provider:` in its SLI files (the most specific wins), else the one
+    provider whose Keptn directory (`prometheus/sli.yaml`, `dynatrace/sli.yaml`) holds its
+    SLIs, else `default_provider`. Indicators: that provider's files, least specific first;
+    an SLI of the objectives that none defines comes from the provider's built-ins
+    (receiver/slo/builtins.py) or, `problem_open`, from the journal."""
     slo_file = tree.slo_file(ref)
     if slo_file is None:
         return None
     slo, _ = objectives.load(slo_file)
-    sli_files = tree.sli_files(ref)
-    provider = default_provider
-    for file in sli_files:  # least specific first: the most specific `provider:` wins
+    provider = _provider(tree, ref, default_provider)
+    queries: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for file in tree.sli_files(ref, provider):
+        for name, query in indicators.parse(configtree.load_yaml(file), str(file)).items():
+            queries[name], sources[name] = query, str(file)
+    for objective in slo.objectives:
+        name = objective.sli
+        if name in queries:
+            continue
+        built_in = builtins.query(name, provider, filter=slo.filter, deployment=deployment)
+        if name == builtins.PROBLEM_OPEN:
+            sources[name] = "journal"
+        elif built_in is not None:
+            queries[name], sources[name] = built_in, "built-in"
+    return ServiceSlo(service=ref, slo=slo, queries=queries, provider=provider, sources=sources)
+
+
+def _provider(tree: configtree.ConfigTree, ref: ServiceRef, default: str) -> str:
+    explicit = None
+    for file in tree.sli_files(ref):  # least specific first
         document = configtree.load_yaml(file)
         if isinstance(document, dict) and document.get("provider"):
-            provider = str(document["provider"])
-    return ServiceSlo(service=ref, slo=slo, queries=indicators.load(sli_files), provider=provider)
+            explicit = str(document["provider"])
+    if explicit is not None:
+        return explicit
+    found = tree.sli_providers(ref)
+    return found[0] if len(found) == 1 else default
 
 
 def missing_queries(service_slo: ServiceSlo, slo_file: str) -> list[ConfigError]:
@@ -55,17 +89,51 @@ def missing_queries(service_slo: ServiceSlo, slo_file: str) -> list[ConfigError]
         ConfigError(
             slo_file,
             f"objectives[{index}].sli",
-            f"no query for {objective.sli!r} in any sli.yaml of {service_slo.service}",
+            f"no query for {objective.sli!r} in any sli.yaml of {service_slo.service}, and"
+            f" {service_slo.provider} has no built-in of that name",
         )
         for index, objective in enumerate(service_slo.slo.objectives)
-        if objective.sli not in service_slo.queries
+        if objective.sli not in service_slo.sources
     ]
 
 
+def sources(tree: configtree.ConfigTree, *, default_provider: str, deployment: str) -> list[str]:
+    """For `receiver check` (on a tree it passed): per service with an SLO, the provider
+    and where each SLI of its objectives comes from — a file, a built-in, the journal."""
+    lines = []
+    for ref in tree.services():
+        service_slo = load(tree, ref, default_provider=default_provider, deployment=deployment)
+        if service_slo is None:
+            continue
+        used = {o.sli for o in service_slo.slo.objectives}
+        where = ", ".join(
+            f"{name} <- {_relative(source, tree.root)}"
+            for name, source in service_slo.sources.items()
+            if name in used
+        )
+        lines.append(f"{ref}: SLIs from {service_slo.provider}: {where or 'none'}")
+    return lines
+
+
+def _relative(source: str, root: Path) -> str:
+    path = Path(source)
+    return str(path.relative_to(root)) if path.is_relative_to(root) else source
+
+
+ProblemOpen = Callable[[], Awaitable[float]]
+
+
 async def measure(
-    service_slo: ServiceSlo, provider: Provider, *, end: float, window: float, deployment: str
+    service_slo: ServiceSlo,
+    provider: Provider,
+    *,
+    end: float,
+    window: float,
+    deployment: str,
+    problem_open: ProblemOpen | None = None,
 ) -> Measured:
-    """Every SLI of the SLO, queried concurrently over [end - window, end]."""
+    """Every SLI of the SLO, queried concurrently over [end - window, end]; `problem_open`
+    answers that SLI (1 while a problem the remediation is for is open, else 0)."""
     context = indicators.Context(
         service=service_slo.service,
         deployment=deployment,
@@ -76,6 +144,10 @@ async def measure(
 
     async def one(name: str) -> float:
         query = service_slo.queries.get(name)
+        if query is None and name == builtins.PROBLEM_OPEN:
+            if problem_open is None:
+                raise SliError("problem_open is answered from the receiver's journal; none here")
+            return await problem_open()
         if query is None:
             raise SliError(f"no query for {name!r} in sli.yaml")
         filled = indicators.fill(query, context, escape=provider.escape)
@@ -102,8 +174,16 @@ async def evaluate(
     window: float,
     deployment: str,
     previous: Sequence[scoring.Previous],
+    problem_open: ProblemOpen | None = None,
 ) -> tuple[Measured, scoring.Evaluation]:
-    measured = await measure(service_slo, provider, end=end, window=window, deployment=deployment)
+    measured = await measure(
+        service_slo,
+        provider,
+        end=end,
+        window=window,
+        deployment=deployment,
+        problem_open=problem_open,
+    )
     evaluation = scoring.evaluate(
         service_slo.slo, measured.values, previous, reasons=measured.reasons
     )
@@ -148,7 +228,7 @@ def foreign_queries(tree: configtree.ConfigTree, service_slo: ServiceSlo) -> lis
     if service_slo.provider != "prometheus":
         return []
     found = []
-    for file in tree.sli_files(service_slo.service):
+    for file in tree.sli_files(service_slo.service, service_slo.provider):
         for name, query in indicators.parse(configtree.load_yaml(file), str(file)).items():
             if service_slo.queries.get(name) == query and is_dynatrace_selector(query):
                 found.append(

@@ -204,7 +204,7 @@ total_score: {pass: "90%"}
     )
     assert (
         f"{slo}: objectives[1].sli: no query for 'throughput' in any sli.yaml of "
-        "sockshop/production/carts" in lines
+        "sockshop/production/carts, and datadog has no built-in of that name" in lines
     )
     assert (
         f"{config_dir}/sockshop/sli.yaml: provider: expected one of prometheus, dynatrace" in lines
