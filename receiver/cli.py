@@ -123,6 +123,7 @@ def _check(args: argparse.Namespace) -> int:
         errors.extend(evaluation.check(tree, default_provider=default_provider))
         errors.extend(remediation.check(tree))
         warnings.extend(remediation.warnings(tree))
+        warnings.extend(evaluation.warnings(tree, default_provider=default_provider))
     for error in errors:
         print(error)
     for warning in warnings:  # worth knowing, not wrong: the exit code stays 0

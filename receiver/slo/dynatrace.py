@@ -51,7 +51,8 @@ class Dynatrace:
 
     async def value(self, query: str, *, start: float, end: float) -> float:
         params = split(query)
-        if "?scope=" in query or "&scope=" in query:
+        if uses_scope(query) and query not in _WARNED:
+            _WARNED.add(query)  # once per query and process, not at every evaluation
             logger.warning(
                 "sli.dynatrace_scope",
                 extra={
@@ -76,6 +77,14 @@ class Dynatrace:
         if _MICROSECONDS in selector and _TO_UNIT not in selector:
             return number / 1000.0  # Dynatrace answers in µs unless the selector converts
         return number
+
+
+_WARNED: set[str] = set()
+
+
+def uses_scope(query: str) -> bool:
+    """Keptn 0.6's `metric?scope=...` form, which the metrics API v2 does not know."""
+    return "?scope=" in query or "&scope=" in query
 
 
 def split(query: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from receiver import configtree
 from receiver.errors import ConfigError, SliError
 from receiver.models import ServiceRef
-from receiver.slo import builtins, indicators, objectives, providers, scoring
+from receiver.slo import builtins, dynatrace, indicators, objectives, providers, scoring
 from receiver.slo.providers import Provider
 
 
@@ -220,6 +220,29 @@ def check(tree: configtree.ConfigTree, *, default_provider: str) -> list[ConfigE
             errors.extend(missing_queries(service_slo, str(slo_file)))
             errors.extend(foreign_queries(tree, service_slo))
     return _unique(errors)
+
+
+def warnings(tree: configtree.ConfigTree, *, default_provider: str) -> list[ConfigError]:
+    """Worth knowing, not wrong (for `receiver check`): Dynatrace indicators in Keptn 0.6's
+    `?scope=` form, which are sent as entitySelector."""
+    found = []
+    for ref in tree.services():
+        provider = _provider(tree, ref, default_provider)
+        if provider != "dynatrace":
+            continue
+        for file in tree.sli_files(ref, provider):
+            for name, query in indicators.parse(configtree.load_yaml(file), str(file)).items():
+                if dynatrace.uses_scope(query):
+                    found.append(
+                        ConfigError(
+                            str(file),
+                            f"indicators.{name}",
+                            "Keptn 0.6's ?scope= form: sent as entitySelector (with"
+                            " type(SERVICE) unless it names a type); write"
+                            " metricSelector=...&entitySelector=... to say so yourself",
+                        )
+                    )
+    return _unique(found)
 
 
 def foreign_queries(tree: configtree.ConfigTree, service_slo: ServiceSlo) -> list[ConfigError]:

@@ -250,3 +250,23 @@ def test_a_service_file_inside_a_provider_directory_is_refused_by_check(
         f"{misplaced / 'remediation.yaml'}: ignored: prometheus/ is where Keptn kept"
         " prometheus's sli.yaml, not a project, stage or service"
     ) in capsys.readouterr().out
+
+
+def test_check_warns_once_per_indicator_of_keptn_06s_scope_form_naming_the_file(
+    config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    carts = keptn_tutorial(config_dir)
+    (carts / "dynatrace").mkdir()
+    (carts / "dynatrace" / "sli.yaml").write_text(  # keptn/examples 0.6.2 sli-config-dynatrace.yaml
+        "---\nspec_version: '1.0'\nindicators:\n"
+        '  response_time_p90: "builtin:service.response.time:merge(0):percentile(90)?scope='
+        "tag(keptn_project:$PROJECT),tag(keptn_stage:$STAGE),tag(keptn_service:$SERVICE),"
+        'tag(keptn_deployment:$DEPLOYMENT)"\n'
+    )
+    assert cli.main(["check", "--config", str(config_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("?scope= form") == 1
+    assert (
+        f"warning: {carts / 'dynatrace' / 'sli.yaml'}: indicators.response_time_p90: Keptn 0.6's"
+        " ?scope= form: sent as entitySelector"
+    ) in out
