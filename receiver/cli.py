@@ -122,7 +122,8 @@ def _check(args: argparse.Namespace) -> int:
         default_provider = loaded.sli_provider if loaded else "prometheus"
         errors.extend(evaluation.check(tree, default_provider=default_provider))
         errors.extend(remediation.check(tree))
-        warnings.extend(remediation.warnings(tree))
+        webhooks = frozenset(loaded.action_webhooks) if loaded else frozenset()
+        warnings.extend(remediation.warnings(tree, webhooks=webhooks))
         warnings.extend(evaluation.warnings(tree, default_provider=default_provider))
     for error in errors:
         print(error)

@@ -242,7 +242,7 @@ def _network_policy(
 ) -> dict[str, Any]:
     """Webhooks in from the monitoring namespaces only; out, DNS and what the configuration
     talks to: the Kubernetes API (where a rule scales or restarts), Prometheus, Dynatrace,
-    Unleash and the escalation targets.
+    Unleash, the escalation targets and the actions run as HTTP calls.
 
     An in-cluster URL (`service.namespace.svc`) opens its namespace on every port: a
     NetworkPolicy sees the pod's port, not the Service's (80 → 9090 for Prometheus' chart).
@@ -271,6 +271,7 @@ def _network_policy(
     ]
     if config.escalation_slack_url is not None:
         urls.append(config.escalation_slack_url.reveal())
+    urls.extend(action.url for _, action in sorted(config.action_webhooks.items()))
     for url in dict.fromkeys(u for u in urls if u):
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname or ""

@@ -53,6 +53,15 @@ class ServiceTarget:
     max_replicas: int | None = None
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class WebhookAction:
+    """An action name of remediation.yaml that the receiver runs as an HTTP POST (Keptn
+    handed such names to whichever service subscribed to them)."""
+
+    url: str
+    token_file: str | None = None  # read at every call: a rotated Secret is picked up
+
+
 def _field(default: Any, yaml_path: str, env: str, kind: str, **extra: Any) -> Any:
     return dataclasses.field(
         default=default, metadata={"yaml": yaml_path, "env": env, "kind": kind, **extra}
@@ -221,6 +230,10 @@ class Settings:
     action_backoff: float = _field(1.0, "actions.backoff", "RECEIVER_ACTION_BACKOFF", "duration")
     # Record what each action would change without changing anything.
     dry_run: bool = _field(False, "actions.dry_run", "RECEIVER_DRY_RUN", "bool")
+    # Action names run as an HTTP POST: name -> url (and token_file), as JSON in the environment.
+    action_webhooks: dict[str, WebhookAction] = _field(
+        None, "actions.webhooks", "RECEIVER_ACTIONS_WEBHOOKS", "webhooks"
+    )
     # Per service: namespace, deployment, min_replicas, max_replicas (see config/receiver.yaml).
     services: dict[str, ServiceTarget] = _field(None, "services", "RECEIVER_SERVICES", "services")
 
@@ -275,6 +288,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.services is None:
             object.__setattr__(self, "services", {})
+        if self.action_webhooks is None:
+            object.__setattr__(self, "action_webhooks", {})
         if self.max_connections < 1:
             raise ValueError("server.max_connections must be at least 1")
         if self.scaling_min_replicas > self.scaling_max_replicas:
@@ -371,6 +386,31 @@ def _parse_services(value: Any) -> dict[str, ServiceTarget]:
     return targets
 
 
+def _parse_webhooks(value: Any) -> dict[str, WebhookAction]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("expected a JSON object of action name to {url, token_file}") from None
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping of action name to {url, token_file}")
+    actions = {}
+    for name, entry in value.items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"{name}: expected a mapping with url (and token_file)")
+        unknown = set(entry) - {f.name for f in dataclasses.fields(WebhookAction)}
+        if unknown:
+            raise ValueError(f"{name}: unknown setting {sorted(unknown)[0]!r}")
+        url = entry.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"{name}.url: expected an http:// or https:// URL")
+        token_file = entry.get("token_file")
+        if token_file is not None and not isinstance(token_file, str):
+            raise ValueError(f"{name}.token_file: expected a file path")
+        actions[str(name)] = WebhookAction(url=url, token_file=token_file)
+    return actions
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "str": _parse_str,
     "optional_str": _parse_str,
@@ -379,6 +419,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "duration": durations.parse,
     "names": _parse_names,
     "services": _parse_services,
+    "webhooks": _parse_webhooks,
     "secret": lambda value: Secret(_parse_secret(value)),
 }
 
@@ -450,7 +491,9 @@ def load_checked(
         if f.metadata["kind"] == "secret"
     }
     mappings = {
-        f.metadata["yaml"] for f in dataclasses.fields(Settings) if f.metadata["kind"] == "services"
+        f.metadata["yaml"]
+        for f in dataclasses.fields(Settings)
+        if f.metadata["kind"] in ("services", "webhooks")
     }
     errors.extend(
         ConfigError(str(file), path, "unknown setting")

@@ -7,6 +7,10 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from receiver.settings import WebhookAction
 from tests.conftest import AUTH
 from tests.engine_world import ERRORS, FAST, NS, RT, TWO_ACTIONS, TWO_RULES, WAIT, MakeWorld
 
@@ -437,3 +441,64 @@ async def test_keptns_problem_open_sli_is_answered_from_the_journal(
         {"response_time_p90": 300.0, "problem_open": 1.0},
         {"response_time_p90": 300.0, "problem_open": 0.0},
     ]
+
+
+async def test_a_keptn_custom_action_mapped_in_receiver_yaml_runs_as_an_http_post(
+    make_world: MakeWorld, tmp_path: Path
+) -> None:
+    """Keptn >= 0.7 handed `run-snow-wf` to whichever service subscribed to it; mapped under
+    actions.webhooks it is a POST of the problem and the action's value, retried on 503 with
+    one idempotency key for every attempt."""
+    received: list[tuple[dict[str, str], dict[str, object]]] = []
+
+    async def snow(request: web.Request) -> web.Response:
+        received.append((dict(request.headers), await request.json()))
+        if len(received) == 1:
+            return web.Response(status=503, text="busy")
+        return web.json_response({"ticket": "INC0012"}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/workflows/snow", snow)
+    server = TestServer(app)
+    await server.start_server()
+    (tmp_path / "snow-token").write_text("snow-secret-0123456789\n")
+    try:
+        world = await make_world(
+            """
+apiVersion: spec.keptn.sh/0.1.4
+kind: Remediation
+spec:
+  remediations:
+  - problemType: response_time_p90
+    actionsOnOpen:
+    - {action: run-snow-wf, name: open a ticket, value: {priority: 2}}
+""",
+            action_webhooks={
+                "run-snow-wf": WebhookAction(
+                    url=str(server.make_url("/workflows/snow")),
+                    token_file=str(tmp_path / "snow-token"),
+                )
+            },
+        )
+        rid = (await world.fire())["remediation_id"]
+        document = await world.waiting(rid, 0)
+    finally:
+        await server.close()
+    (step,) = document["steps"]
+    assert (step["action"], step["result"]) == ("run-snow-wf", "succeeded")
+    assert step["detail"].endswith("answered 201")
+    assert len(received) == 2  # the 503, then the retry
+    (headers, body), (retry_headers, retry_body) = received
+    assert headers["Authorization"] == "Bearer snow-secret-0123456789"
+    assert headers["Idempotency-Key"] == retry_headers["Idempotency-Key"] == f"selfheal-{rid}-0"
+    assert body == retry_body
+    assert body["action"] == "run-snow-wf"
+    assert body["value"] == {"priority": 2}
+    assert (body["remediation"], body["step"], body["rule"]) == (rid, 0, "response_time_p90")
+    problem = body["problem"]
+    assert isinstance(problem, dict)
+    assert (problem["key"], problem["title"], problem["service"]) == (
+        "fp-1",
+        "response_time_p90",
+        "carts",
+    )

@@ -184,3 +184,29 @@ def test_a_bad_setting_is_named_by_where_it_came_from(
     else:
         where = (str(tmp_path / "receiver.yaml"), path)
     assert [(e.file, e.path, e.message) for e in errors] == [(*where, message)]
+
+
+def test_actions_run_as_http_calls_are_mapped_by_name_and_checked(tmp_path: Path) -> None:
+    (tmp_path / "receiver.yaml").write_text(
+        "actions:\n  webhooks:\n    run-snow-wf: {url: 'https://snow.example.com/x',"
+        " token_file: /var/run/secrets/snow}\n"
+    )
+    loaded = settings.load(tmp_path, environ={})
+    assert loaded.action_webhooks == {
+        "run-snow-wf": settings.WebhookAction(
+            url="https://snow.example.com/x", token_file="/var/run/secrets/snow"
+        )
+    }
+    from_env = settings.load(
+        None, environ={"RECEIVER_ACTIONS_WEBHOOKS": '{"rollback": {"url": "http://roll:80/"}}'}
+    )
+    assert from_env.action_webhooks["rollback"].url == "http://roll:80/"
+    for text, message in (
+        ("{x: {url: 'ftp://a'}}", "x.url: expected an http:// or https:// URL"),
+        ("{x: {url: 'http://a', token: abc}}", "x: unknown setting 'token'"),
+        ("{x: 'http://a'}", "x: expected a mapping with url (and token_file)"),
+        ("[a]", "expected a mapping of action name to {url, token_file}"),
+    ):
+        (tmp_path / "receiver.yaml").write_text(f"actions:\n  webhooks: {text}\n")
+        _, errors = settings.load_checked(tmp_path, environ={})
+        assert [(e.path, e.message) for e in errors] == [("actions.webhooks", message)], text

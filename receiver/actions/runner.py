@@ -20,6 +20,7 @@ from receiver.actions import retries, targets
 from receiver.actions.escalation import Escalation
 from receiver.actions.featureflags import Unleash
 from receiver.actions.kubernetes import Kubernetes
+from receiver.actions.webhook import Webhooks
 from receiver.errors import PermanentActionError
 from receiver.models import (
     ActionKind,
@@ -44,6 +45,7 @@ class Actions:
         kubernetes: Kubernetes,
         unleash: Unleash,
         escalation: Escalation,
+        webhooks: Webhooks,
         configured: frozenset[ServiceRef],
         settings: Settings,
         clock: Callable[[], float] = time.time,
@@ -51,6 +53,7 @@ class Actions:
         self.kubernetes = kubernetes
         self.unleash = unleash
         self.escalation = escalation
+        self.webhooks = webhooks
         self._configured = configured
         self._settings = settings
         self._clock = clock
@@ -87,6 +90,14 @@ class Actions:
                 slack_url=settings.escalation_slack_url,
                 timeout=settings.action_timeout,
                 attempts=settings.escalation_attempts,
+                backoff=settings.action_backoff,
+                sleep=sleep,
+            ),
+            webhooks=Webhooks(
+                session,
+                settings.action_webhooks,
+                timeout=settings.action_timeout,
+                attempts=settings.action_attempts,
                 backoff=settings.action_backoff,
                 sleep=sleep,
             ),
@@ -165,10 +176,17 @@ class Actions:
                     return _dry("escalate to the configured targets")
                 return await self.escalation.deliver(document or {})
             case Custom(name=name):
-                raise PermanentActionError(
-                    f"no executor for action {name!r}: the receiver runs scaling,"
-                    " featuretoggle/toggle-feature, restart and escalate"
-                )
+                url = self.webhooks.url(name)
+                if url is None:
+                    raise PermanentActionError(
+                        f"no executor for action {name!r}: the receiver runs scaling,"
+                        " featuretoggle/toggle-feature, restart and escalate, and the names"
+                        " mapped under actions.webhooks in receiver.yaml"
+                    )
+                if dry_run:
+                    return _dry(f"POST {name} to {url}")
+                body = document or {}
+                return await self.webhooks.run(name, body, key=str(body.get("idempotency_key")))
         raise PermanentActionError(f"unknown action {action!r}")
 
     async def _scale(

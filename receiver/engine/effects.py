@@ -17,7 +17,7 @@ from receiver.errors import ActionError, ConfigError
 from receiver.journal import RemediationStore
 from receiver.logs import Bound
 from receiver.metrics import Metrics
-from receiver.models import ActionOutcome, ServiceRef
+from receiver.models import ActionOutcome, Custom, ServiceRef
 from receiver.models import Escalate as EscalateAction
 from receiver.remediation.model import (
     Acted,
@@ -82,6 +82,17 @@ class Effects:
         async def save(checkpoint: dict[str, Any]) -> None:
             await self._store.save_checkpoint(remediation.id, position, checkpoint)
 
+        document = None
+        if isinstance(kind, Custom):  # run as an HTTP POST: what it is for goes along
+            document = {
+                "action": planned.action,
+                "value": planned.value,
+                "remediation": remediation.id,
+                "step": position,
+                "rule": remediation.plan.rule,
+                "problem": await self._problem(remediation),
+                "idempotency_key": f"selfheal-{remediation.id}-{position}",
+            }
         started = time.perf_counter()
         result, detail, data = await _outcome(
             self._actions.run(
@@ -90,6 +101,7 @@ class Effects:
                 dry_run=remediation.plan.dry_run,
                 save=save,
                 checkpoint=step.checkpoint if step is not None else None,
+                document=document,
             )
         )
         self._metrics.action_seconds.labels(action=planned.action, result=result.value).observe(
@@ -177,21 +189,17 @@ class Effects:
             why=escalation.why, delivered=result is StepResult.SUCCEEDED, detail=detail
         )
 
+    async def _problem(self, remediation: Remediation) -> dict[str, Any]:
+        timeline = await self._store.timeline(remediation.id) or {}
+        return _problem_of(remediation, timeline)
+
     async def _escalation_document(self, remediation: Remediation, why: str) -> dict[str, Any]:
         timeline = await self._store.timeline(remediation.id) or {}
         steps = [s for s in timeline.get("steps", []) if s["result"] != StepResult.STARTED]
         evaluations = [s["evaluation"] for s in steps if s.get("evaluation")]
         fields = ("action", "input", "result", "detail", "verdict", "started_at", "ended_at")
         return {
-            "problem": {
-                "key": timeline.get("problem_key"),
-                "title": timeline.get("title"),
-                "source": timeline.get("source"),
-                "state": timeline.get("problem_state"),
-                "project": remediation.service.project,
-                "stage": remediation.service.stage,
-                "service": remediation.service.service,
-            },
+            "problem": _problem_of(remediation, timeline),
             "remediation": remediation.id,
             "rule": remediation.plan.rule,
             "reason": why,
@@ -272,3 +280,15 @@ async def _outcome(
     except ActionError as e:
         return StepResult.FAILED, str(e), {"error": type(e).__name__}
     return StepResult.SUCCEEDED, outcome.detail, outcome.data
+
+
+def _problem_of(remediation: Remediation, timeline: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "key": timeline.get("problem_key"),
+        "title": timeline.get("title"),
+        "source": timeline.get("source"),
+        "state": timeline.get("problem_state"),
+        "project": remediation.service.project,
+        "stage": remediation.service.stage,
+        "service": remediation.service.service,
+    }

@@ -253,9 +253,12 @@ def _flags(value: Any) -> tuple[tuple[str, bool], ...]:
     return tuple(flags)
 
 
-def warnings(tree: configtree.ConfigTree) -> list[ConfigError]:
-    """Actions the receiver does not run: their rules load, and a remediation reaching one
-    records that it has no executor for it and moves on to the next action."""
+def warnings(
+    tree: configtree.ConfigTree, *, webhooks: frozenset[str] = frozenset()
+) -> list[ConfigError]:
+    """Actions the receiver does not run (neither its own nor one of the `webhooks` mapped
+    in receiver.yaml): their rules load, and a remediation reaching one records that it has
+    no executor for it and moves on to the next action."""
     found: list[ConfigError] = []
     for file in tree.named(configtree.REMEDIATION):
         try:
@@ -263,13 +266,14 @@ def warnings(tree: configtree.ConfigTree) -> list[ConfigError]:
         except ConfigError:
             continue  # check() reports it
         for path, name in _action_names(document):
-            if name not in ACTIONS:
+            if name not in ACTIONS and name not in webhooks:
                 found.append(
                     ConfigError(
                         str(file),
                         path,
-                        f"{name!r} is not an action the receiver runs ({', '.join(ACTIONS)}):"
-                        " a remediation reaching it records that it has no executor for it"
+                        f"{name!r} is not an action the receiver runs ({', '.join(ACTIONS)}),"
+                        " nor one mapped under actions.webhooks in receiver.yaml: a"
+                        " remediation reaching it records that it has no executor for it"
                         " and moves on",
                     )
                 )

@@ -368,6 +368,11 @@ def test_check_warns_of_every_action_the_receiver_does_not_run_with_file_and_pat
     ]
     assert warnings[0].message == (
         "'run-snow-wf' is not an action the receiver runs (scaling, featuretoggle,"
-        " toggle-feature, restart, escalate): a remediation reaching it records that it has"
-        " no executor for it and moves on"
+        " toggle-feature, restart, escalate), nor one mapped under actions.webhooks in"
+        " receiver.yaml: a remediation reaching it records that it has no executor for it"
+        " and moves on"
     )
+    # Mapped to an HTTP action in receiver.yaml, it is one the receiver runs.
+    mapped = remediation.warnings(configtree.scan(tmp_path), webhooks=frozenset({"rollback"}))
+    assert "'rollback'" not in " ".join(w.message for w in mapped)
+    assert len(mapped) == 2
