@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -246,24 +247,47 @@ def warnings(tree: configtree.ConfigTree, *, default_provider: str) -> list[Conf
 
 
 def foreign_queries(tree: configtree.ConfigTree, service_slo: ServiceSlo) -> list[ConfigError]:
-    """Dynatrace metric selectors where Prometheus will be asked (they would be sent as
-    PromQL and fail, or be turned into alert rules promtool rejects), by file and path."""
-    if service_slo.provider != "prometheus":
+    """Queries of the other provider, by file and path: a Dynatrace metric selector where
+    Prometheus will be asked (sent as PromQL it fails, and promtool rejects the alert rule
+    made of it), or PromQL where Dynatrace will be asked."""
+    provider = service_slo.provider
+    if provider not in ("prometheus", "dynatrace"):
         return []
     found = []
-    for file in tree.sli_files(service_slo.service, service_slo.provider):
+    for file in tree.sli_files(service_slo.service, provider):
         for name, query in indicators.parse(configtree.load_yaml(file), str(file)).items():
-            if service_slo.queries.get(name) == query and is_dynatrace_selector(query):
-                found.append(
-                    ConfigError(
-                        str(file),
-                        f"indicators.{name}",
-                        "a Dynatrace metric selector, but the SLIs of"
-                        f" {service_slo.service} come from prometheus: set `provider:"
-                        " dynatrace` in this sli.yaml (or sli.provider)",
-                    )
+            if service_slo.queries.get(name) != query:
+                continue  # a more specific file defines it
+            if provider == "prometheus" and is_dynatrace_selector(query):
+                what, other = "a Dynatrace metric selector", "dynatrace"
+            elif provider == "dynatrace" and looks_like_promql(query):
+                what, other = "PromQL", "prometheus"
+            else:
+                continue
+            found.append(
+                ConfigError(
+                    str(file),
+                    f"indicators.{name}",
+                    f"{what}, but the SLIs of {service_slo.service} come from {provider}:"
+                    f" set `provider: {other}` in this sli.yaml (or sli.provider)",
                 )
+            )
     return found
+
+
+_PROMQL = re.compile(
+    r"\{[^}]*[=~]"  # label matchers: Dynatrace selectors have no braces
+    r"|^\s*(sum|avg|min|max|count|rate|irate|increase|histogram_quantile|topk|bottomk|"
+    r"quantile|stddev|stdvar|abs|ceil|floor|round|absent|delta|deriv|label_\w+|clamp\w*|"
+    r"avg_over_time|max_over_time|min_over_time|sum_over_time|count_over_time)\s*(by|without)?"
+    r"\s*\("
+)
+
+
+def looks_like_promql(query: str) -> bool:
+    """PromQL, as far as it can be told from a Dynatrace selector: label matchers in braces,
+    or an aggregation or function call at the start (a metric key starts a selector)."""
+    return _PROMQL.search(query) is not None
 
 
 def is_dynatrace_selector(query: str) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from receiver import cli
+from receiver.slo import evaluation
 from tests import processes, prometheus_standin
 
 SLO = "objectives:\n- sli: rt\n  pass: [{criteria: ['<600']}]\ntotal_score: {pass: '90%'}\n"
@@ -188,3 +189,35 @@ def test_rules_refuse_to_write_promql_from_a_dynatrace_selector(
     captured = capsys.readouterr()
     assert "a Dynatrace metric selector, but the SLIs of" in captured.err
     assert "metricSelector" not in captured.out  # no such alert rule written
+
+
+def test_check_names_promql_read_by_dynatrace(
+    config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reverse: the example's Prometheus sli.yaml while the provider is Dynatrace."""
+    sli = config_dir / "sockshop" / "production" / "carts" / "sli.yaml"
+    sli.write_text("provider: dynatrace\n" + sli.read_text())
+    assert cli.main(["check", "--config", str(config_dir)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    for name in ("response_time_p90", "error_rate"):
+        assert (
+            f"{sli}: indicators.{name}: PromQL, but the SLIs of sockshop/production/carts come"
+            " from dynatrace: set `provider: prometheus` in this sli.yaml (or sli.provider)"
+        ) in out
+
+
+@pytest.mark.parametrize(
+    ("query", "promql"),
+    [
+        ("sum(rate(http_requests_total{job='carts'}[600s]))", True),
+        ("histogram_quantile(0.9, sum by(le) (rate(x_bucket[5m])))", True),
+        ('up{job="carts"}', True),
+        ("sum by (le) (x)", True),
+        ("metricSelector=builtin:service.response.time:merge(0):percentile(90)", False),
+        ("builtin:service.errors.total.rate:merge(0):avg?scope=tag(keptn_service:carts)", False),
+        ('calc:service.carts:filter(eq("dt.entity.service","SERVICE-1")):avg', False),
+        ("custom.jmeter.response:avg&entitySelector=type(SERVICE)", False),
+    ],
+)
+def test_promql_is_told_from_dynatrace_selectors(query: str, promql: bool) -> None:
+    assert evaluation.looks_like_promql(query) is promql
