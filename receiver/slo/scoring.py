@@ -155,9 +155,10 @@ def _objective(
         return satisfied, targets
 
     passed, pass_targets = check(objective.pass_criteria) if objective.scored else (True, [])
+    # Shown whatever the status, as Keptn's lighthouse shows them (its TestEvaluateObjectives).
     warned, warning_targets = (
         check(objective.warning_criteria)
-        if not passed and objective.warning_criteria
+        if objective.scored and objective.warning_criteria
         else (False, [])
     )
     if value is None:

@@ -181,7 +181,7 @@ RELATIVE = """
 def test_a_relative_criterion_passes_without_history() -> None:
     evaluation = evaluate(slo(RELATIVE), {"rt": 500})
     assert status(evaluation) == [("rt", "pass", 1.0)]
-    relative = evaluation.objectives[0].targets[0]
+    relative = evaluation.objectives[0].targets[1]  # after the warning list's target
     assert (relative.criteria, relative.target, relative.violated) == ("<=+10%", None, False)
 
 
@@ -347,7 +347,10 @@ def test_the_json_form_has_the_documented_fields() -> None:
                 "score": 1.0,
                 "weight": 1,
                 "key_sli": False,
-                "targets": [{"criteria": "<600", "target": 600, "violated": False}],
+                "targets": [
+                    {"criteria": "<=800", "target": 800, "violated": False},
+                    {"criteria": "<600", "target": 600, "violated": False},
+                ],
             }
         ],
     }
