@@ -82,6 +82,23 @@ def test_slo_files_mean_what_keptn_read_in_them(case: dict[str, Any]) -> None:
     ] == CASES["slo_objectives"]
 
 
+def test_an_empty_spec_version_and_an_empty_objective_load_as_keptn_loaded_them() -> None:
+    case = CASES["empty_entries"]
+    slo, soft = objectives.parse(yaml.safe_load(case["file"]), "slo.yaml")
+    assert soft == []
+    assert [
+        {
+            "sli": o.sli,
+            "weight": o.weight,
+            "key_sli": o.key_sli,
+            "pass": [[c.text for c in group] for group in o.pass_criteria],
+            "warning": [[c.text for c in group] for group in o.warning_criteria],
+        }
+        for o in slo.objectives
+    ] == case["objectives"]
+    assert scoring.evaluate(slo, {"srt": 1.0}).result == "pass"  # only an info SLI
+
+
 @named("evaluations")
 def test_evaluations_score_as_keptns_lighthouse_scored_them(case: dict[str, Any]) -> None:
     slo, _ = objectives.parse(yaml.safe_load(case["slo"]), "slo.yaml")

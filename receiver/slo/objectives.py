@@ -90,7 +90,8 @@ def load(file: Path) -> tuple[Slo, list[ConfigError]]:
 def parse(document: Any, file: str) -> tuple[Slo, list[ConfigError]]:
     if not isinstance(document, dict):
         raise ConfigError(file, "", "expected a mapping with objectives")
-    spec_version = str(document.get("spec_version", "1.0"))
+    # Keptn wrote an empty spec_version into the files it generated (its issue 6096 test).
+    spec_version = str(document.get("spec_version") or "1.0")
     if spec_version != "1.0" and not spec_version.startswith("0.1"):
         raise ConfigError(file, "spec_version", f"expected '1.0' or '0.1.x', got {spec_version!r}")
     raw_filter = document.get("filter")
@@ -105,6 +106,7 @@ def parse(document: Any, file: str) -> tuple[Slo, list[ConfigError]]:
     objectives = tuple(
         _objective(item, file, f"objectives[{index}]", soft)
         for index, item in enumerate(objectives_doc)
+        if item is not None  # `- null`, an empty entry: Keptn's parser dropped it
     )
     total = document.get("total_score")
     total = {} if total is None else total
