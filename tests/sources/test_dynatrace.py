@@ -44,15 +44,22 @@ def test_other_states_are_recorded_but_not_acted_on() -> None:
     assert dynatrace.parse(body).signal is Signal.OTHER
 
 
-def test_keptn_tags_override_the_keptn_fields_as_keptn_routed_them() -> None:
+@pytest.mark.parametrize("envelope", ["plain", "cloudevent"])
+def test_keptn_tags_override_the_keptn_fields_as_keptn_routed_them(envelope: str) -> None:
     # keptn-contrib/dynatrace-service's own test: fields shop/production/carts, tags
-    # shop2/production2/carts2 → the problem goes to shop2/production2/carts2.
-    body = payload("dynatrace-open-plain.json") | {
+    # shop2/production2/carts2 → the problem goes to shop2/production2/carts2; in the plain
+    # body and in the Keptn CloudEvent body Keptn recommended alike.
+    fields = {
         "KeptnProject": "shop",
         "KeptnStage": "production",
         "KeptnService": "carts",
         "Tags": "keptn_project:shop2, keptn_stage:production2, keptn_service:carts2",
     }
+    if envelope == "plain":
+        body = payload("dynatrace-open-plain.json") | fields
+    else:
+        body = payload("dynatrace-open-keptn-cloudevent.json")
+        body["data"] |= fields
     n = dynatrace.parse(body)
     assert (n.project, n.stage, n.service) == ("shop2", "production2", "carts2")
 
