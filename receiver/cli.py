@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     slocli.add_commands(commands)
     status.add_command(commands)
+    status.add_decision_commands(commands)
     sendtest.add_command(commands)
     manifests.add_command(commands)
 

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from typing import Protocol
+
+
+def iso(timestamp: float | None) -> str | None:
+    """A moment as the API and the log write it: ISO 8601 in UTC, milliseconds, `Z`."""
+    if timestamp is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Clock(Protocol):

@@ -36,16 +36,22 @@ class ProblemState(enum.Enum):
 
 class RemediationState(enum.Enum):
     PENDING = "pending"  # queued behind another remediation of the service, or a cooldown
+    AWAITING_APPROVAL = "awaiting_approval"  # its rule says approval: manual; nobody said yet
     RUNNING = "running"
     HEALED = "healed"  # an SLO evaluation passed (or, without an SLO, the source resolved it)
     ESCALATED = "escalated"  # no action healed it: handed to people
     RESOLVED = "resolved"  # resolved by its source before it could heal it
     CANCELLED = "cancelled"  # stopped by hand
     EXPIRED = "expired"  # its problems went stale (no notification within problems.stale_after)
+    REJECTED = "rejected"  # a person said no before its first action
 
     @property
     def finished(self) -> bool:
-        return self not in (RemediationState.PENDING, RemediationState.RUNNING)
+        return self not in (
+            RemediationState.PENDING,
+            RemediationState.AWAITING_APPROVAL,
+            RemediationState.RUNNING,
+        )
 
 
 class Outcome(enum.Enum):

@@ -47,6 +47,7 @@ from receiver.models import (
     RemediationState,
     Source,
 )
+from receiver.remediation.model import Phase
 from receiver.settings import Settings
 from receiver.slo import providers
 from receiver.sources import alertmanager, dynatrace
@@ -149,6 +150,8 @@ def create_app(
     app.router.add_get("/api/v1/remediations", _list_remediations)
     app.router.add_get("/api/v1/remediations/{id}", _get_remediation)
     app.router.add_post("/api/v1/remediations/{id}/cancel", _cancel_remediation)
+    app.router.add_post("/api/v1/remediations/{id}/approve", _approve_remediation)
+    app.router.add_post("/api/v1/remediations/{id}/reject", _reject_remediation)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -596,6 +599,36 @@ async def _cancel_remediation(request: web.Request) -> web.Response:
         return _error(409, "already finished", id=remediation_id, state=state.value)
     logger.info("remediation.cancel_requested", extra={"remediation": remediation_id})
     return web.json_response({"id": remediation_id, "cancel_requested": True}, status=202)
+
+
+async def _approve_remediation(request: web.Request) -> web.Response:
+    return await _decide(request, approved=True)
+
+
+async def _reject_remediation(request: web.Request) -> web.Response:
+    return await _decide(request, approved=False)
+
+
+async def _decide(request: web.Request, *, approved: bool) -> web.Response:
+    """A person's yes or no to a remediation whose rule says `approval: manual`."""
+    request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
+    remediation_id = _remediation_id(request)
+    remediation = await request.app[JOURNAL].decide_approval(remediation_id, approved=approved)
+    if remediation is None:
+        return _error(404, "no such remediation", id=remediation_id)
+    if remediation.progress.phase is not Phase.AWAITING_APPROVAL:
+        return _error(
+            409,
+            "not awaiting approval",
+            id=remediation_id,
+            state=remediation.progress.state.value,
+        )
+    if remediation.approval is not None:
+        decided = "approved" if remediation.approval else "rejected"
+        return _error(409, f"already {decided}", id=remediation_id)
+    decision = "approved" if approved else "rejected"
+    logger.info(f"remediation.{decision}", extra={"remediation": remediation_id})
+    return web.json_response({"id": remediation_id, "decision": decision}, status=202)
 
 
 # -- health ------------------------------------------------------------------------------------

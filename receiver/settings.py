@@ -82,6 +82,9 @@ class Settings:
     # once while the event loop runs this late, so that nothing waits for long and probes
     # still answer.
     max_loop_lag: float = _field(0.25, "server.max_loop_lag", "RECEIVER_MAX_LOOP_LAG", "duration")
+    # Where people reach this receiver (e.g. https://selfheal.example.com), for the links in
+    # the messages it sends; empty: messages name the API path only.
+    public_url: str = _field("", "server.public_url", "RECEIVER_PUBLIC_URL", "str")
     # A connection that has not sent a whole request head this long after it opened, or
     # after its previous answer, is closed: idle keep-alive and slow headers alike.
     idle_timeout: float = _field(30.0, "server.idle_timeout", "RECEIVER_IDLE_TIMEOUT", "duration")
@@ -173,6 +176,13 @@ class Settings:
     # so that the effect of the last action is not judged as the next problem.
     remediation_cooldown: float = _field(
         60.0, "remediation.cooldown", "RECEIVER_REMEDIATION_COOLDOWN", "duration"
+    )
+    # A rule with `approval: manual` waits this long for a person, then escalates.
+    remediation_approval_timeout: float = _field(
+        15 * 60.0,
+        "remediation.approval_timeout",
+        "RECEIVER_REMEDIATION_APPROVAL_TIMEOUT",
+        "duration",
     )
     # An alert storm on one service must not queue a remediation per alert: problems of a
     # rule already queued or running for the service join it, and at most this many

@@ -1,7 +1,9 @@
-"""`receiver status`: the remediations as a table, or one remediation's timeline.
+"""`receiver status`: the remediations as a table, or one remediation's timeline; and
+`receiver approve|reject|cancel ID`: a person's say on one remediation.
 
-Made for `kubectl port-forward svc/selfheal-receiver 8080`: it reads the HTTP API, so it
-works from a laptop. RECEIVER_AUTH_TOKEN is sent when set (for `auth.protect_reads`).
+Made for `kubectl port-forward -n selfheal svc/selfheal-receiver 8080`: it talks to the HTTP
+API, so it works from a laptop. RECEIVER_AUTH_TOKEN is sent when set (writes need it; reads
+with `auth.protect_reads`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,32 @@ def add_command(commands: Any) -> None:
     status.set_defaults(run=run)
 
 
+def add_decision_commands(commands: Any) -> None:
+    for name, what in (
+        ("approve", "let a remediation that awaits approval run its actions"),
+        ("reject", "stop a remediation that awaits approval before any action"),
+        ("cancel", "stop a remediation at its next safe point"),
+    ):
+        command = commands.add_parser(name, help=what)
+        command.add_argument("id", type=int, help="the remediation's id (receiver status)")
+        command.add_argument(
+            "--url", default=os.environ.get("RECEIVER_URL", "http://localhost:8080")
+        )
+        command.set_defaults(run=decide, decision=name)
+
+
+def decide(args: argparse.Namespace) -> int:
+    path = f"/api/v1/remediations/{args.id}/{args.decision}"
+    try:
+        document = _request(args.url.rstrip("/") + path, method="POST")
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        print(f"receiver: {args.decision} {args.id}: {e}", file=sys.stderr)
+        return 1 if isinstance(e, ValueError) else 2
+    done = {"approve": "approved", "reject": "rejected", "cancel": "cancel requested"}
+    print(f"remediation {document.get('id', args.id)}: {done[args.decision]}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     path = f"/api/v1/remediations/{args.id}" if args.id is not None else "/api/v1/remediations"
     if args.id is None and args.state:
@@ -43,11 +71,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _get(url: str) -> Any:
+    return _request(url, method="GET")
+
+
+def _request(url: str, *, method: str) -> Any:
     headers = {"Accept": "application/json"}
     token = os.environ.get("RECEIVER_AUTH_TOKEN")
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - the user's own URL
+    request = urllib.request.Request(url, headers=headers, method=method)  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return json.load(response)

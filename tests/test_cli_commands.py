@@ -4,6 +4,7 @@ receiver app served on loopback (the end-to-end tests run them as subprocesses).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,3 +121,39 @@ def test_manifests_refuse_a_broken_configuration(
     (config_dir / "receiver.yaml").write_text("scaling: {max_replicas: many}\n")
     assert cli.main(["manifests", "--config", str(config_dir), "--output", str(tmp_path)]) == 2
     assert "scaling.max_replicas: expected a whole number" in capsys.readouterr().err
+
+
+def test_approve_reject_and_cancel_from_the_command_line(
+    tmp_path: Path,
+    config_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (config_dir / "sockshop" / "production" / "carts" / "remediation.yaml").write_text(
+        "remediations:\n- {name: response_time_p90, approval: manual,"
+        " actions: [{action: scaling, value: 1}]}\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    app = server.create_app(
+        make_settings(tmp_path, remediation_cooldown=0.0),
+        configtree.scan(config_dir),
+        registry=prom.CollectorRegistry(),
+    )
+    with processes.serve_in_thread(app) as url:
+        monkeypatch.setenv("RECEIVER_AUTH_TOKEN", TOKEN)
+        assert cli.main(["send-test", "alertmanager", "--url", url]) == 0
+        deadline = time.monotonic() + 10
+        while "awaiting_approval" not in capsys.readouterr().out:
+            assert time.monotonic() < deadline, "never awaited approval"
+            assert cli.main(["status", "--url", url, "--output", "json"]) == 0
+            time.sleep(0.05)
+        assert cli.main(["reject", "7", "--url", url]) == 1
+        assert "receiver: reject 7: HTTP 404" in capsys.readouterr().err
+        assert cli.main(["approve", "1", "--url", url]) == 0
+        assert capsys.readouterr().out == "remediation 1: approved\n"
+        assert cli.main(["approve", "1", "--url", url]) == 1  # decided already
+        assert "HTTP 409" in capsys.readouterr().err
+        monkeypatch.delenv("RECEIVER_AUTH_TOKEN")
+        assert cli.main(["cancel", "1", "--url", url]) == 1  # writes need the token
+        assert "HTTP 401" in capsys.readouterr().err

@@ -102,6 +102,19 @@ class Escalation:
 def slack_text(document: dict[str, Any]) -> str:
     problem = document.get("problem") or {}
     where = "/".join(str(problem.get(k) or "?") for k in ("project", "stage", "service"))
+    approval = document.get("approval")
+    if isinstance(approval, dict):  # a remediation waits for a person, not a problem for help
+        lines = [
+            f":raised_hand: *{problem.get('title', 'problem')}* on {where}: rule"
+            f" {document.get('rule')!r} waits for approval to run"
+            f" {', '.join(approval.get('actions') or [])}",
+            f"Approve: `{approval.get('cli')}` or {approval.get('approve')}"
+            f" (reject: {approval.get('reject')}); escalated if nobody answers by"
+            f" {approval.get('until')}",
+        ]
+        if document.get("url"):
+            lines.append(f"Timeline: {document['url']}")
+        return "\n".join(lines)
     lines = [
         f":rotating_light: *{problem.get('title', 'problem')}* on {where} needs a person",
         f"Reason: {document.get('reason', 'remediation did not heal it')}",

@@ -29,6 +29,8 @@ from receiver.models import ProblemState, RemediationState
 from receiver.remediation import machine
 from receiver.remediation.model import (
     Act,
+    Approved,
+    AskApproval,
     Cancelled,
     Dequeue,
     Dequeued,
@@ -40,6 +42,7 @@ from receiver.remediation.model import (
     Finish,
     Judged,
     Phase,
+    Rejected,
     Remediation,
     ScaleBack,
     Sleep,
@@ -49,6 +52,7 @@ from receiver.settings import Settings
 logger = logging.getLogger(__name__)
 
 Inbox = asyncio.Queue[Event]
+_NOT_STARTED = (RemediationState.PENDING, RemediationState.AWAITING_APPROVAL)
 JOURNAL_RETRY, JOURNAL_RETRY_MAX = 1.0, 60.0  # seconds between tries while the journal refuses
 
 
@@ -111,6 +115,11 @@ class Driver:
         the journal: deliver it. A second copy in the inbox is harmless: the first ends it."""
         if remediation.cancel_requested:
             inbox.put_nowait(Cancelled())
+        if (
+            remediation.approval is not None
+            and remediation.progress.phase is Phase.AWAITING_APPROVAL
+        ):
+            inbox.put_nowait(Approved() if remediation.approval else Rejected())
         if not await self._store.unresolved_problems(remediation.id):  # its own and joined ones
             state = await self._store.problem_state(remediation.problem_id)
             inbox.put_nowait(
@@ -125,7 +134,14 @@ class Driver:
             event = inbox.get_nowait() if not inbox.empty() else None
             if event is None:
                 event = await self._perform(effect, remediation, inbox, log)
-            moved = machine.transition(plan, progress, event, now=self._clock.now(), wait=wait)
+            moved = machine.transition(
+                plan,
+                progress,
+                event,
+                now=self._clock.now(),
+                wait=wait,
+                approval_timeout=self._settings.remediation_approval_timeout,
+            )
             scale_back = None
             if moved.progress.state is RemediationState.HEALED:
                 scale_back = await self._effects.plan_scale_back(remediation)
@@ -163,6 +179,9 @@ class Driver:
                 return Dequeued(cooldown_until=last + cooldown)
             case Sleep(until=until):
                 return await self._sleep(until, inbox)
+            case AskApproval(until=until):
+                await self._effects.ask_approval(remediation, until, log)
+                return await self._sleep(until, inbox)
             case Act(position=position):
                 # Reloaded: the steps as journaled now, a checkpoint saved before a restart.
                 current = await self._store.load(remediation.id) or remediation
@@ -195,7 +214,7 @@ class Driver:
         after: RemediationState,
         log: Bound,
     ) -> None:
-        if before is RemediationState.PENDING and after is RemediationState.RUNNING:
+        if before in _NOT_STARTED and after is RemediationState.RUNNING:
             self._metrics.remediations_started.inc()
             log.info(
                 "remediation.started",

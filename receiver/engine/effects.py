@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from receiver.actions.runner import Actions
+from receiver.clock import iso
 from receiver.configtree import ConfigTree
 from receiver.errors import ActionError, ConfigError
 from receiver.journal import RemediationStore
@@ -188,6 +189,43 @@ class Effects:
         return Escalated(
             why=escalation.why, delivered=result is StepResult.SUCCEEDED, detail=detail
         )
+
+    async def ask_approval(self, remediation: Remediation, until: float, log: Bound) -> None:
+        """Tell the escalation targets that a remediation waits for a person (best effort:
+        the API, `receiver approve` and the log say so whether or not this arrives)."""
+        path = f"/api/v1/remediations/{remediation.id}"
+        base = self._settings.public_url.rstrip("/")
+        document = {
+            "problem": await self._problem(remediation),
+            "remediation": remediation.id,
+            "rule": remediation.plan.rule,
+            "reason": "awaiting approval",
+            "approval": {
+                "actions": [a.action for a in remediation.plan.actions],
+                "until": iso(until),
+                "approve": f"POST {base}{path}/approve",
+                "reject": f"POST {base}{path}/reject",
+                "cli": f"receiver approve {remediation.id}",
+            },
+            "steps": [],
+            "url": f"{base}{path}" if base else None,
+        }
+        log.info(
+            "remediation.awaiting_approval",
+            extra={"rule": remediation.plan.rule, "until": iso(until)},
+        )
+        if not self._actions.escalation.configured:
+            return
+        result, detail, _ = await _outcome(
+            self._actions.run(
+                EscalateAction(),
+                remediation.service,
+                dry_run=remediation.plan.dry_run,
+                document=document,
+            )
+        )
+        if result is not StepResult.SUCCEEDED:
+            log.warning("remediation.approval_request_failed", extra={"detail": detail})
 
     async def _problem(self, remediation: Remediation) -> dict[str, Any]:
         timeline = await self._store.timeline(remediation.id) or {}

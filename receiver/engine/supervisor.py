@@ -26,6 +26,7 @@ from receiver.engine.driver import Driver, Inbox
 from receiver.engine.effects import Effects, SliProviders
 from receiver.errors import JournalError
 from receiver.journal import (
+    ApprovalDecided,
     CancelRequested,
     JournalEvent,
     ProblemResolved,
@@ -34,7 +35,13 @@ from receiver.journal import (
 )
 from receiver.metrics import Metrics
 from receiver.models import ServiceRef
-from receiver.remediation.model import Cancelled, ScaleBack, ScaleBackState
+from receiver.remediation.model import (
+    Approved,
+    Cancelled,
+    Rejected,
+    ScaleBack,
+    ScaleBackState,
+)
 from receiver.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -155,6 +162,10 @@ class Engine:
                 case CancelRequested(remediation_id=remediation_id):
                     if remediation_id in self._running:
                         self._running[remediation_id].inbox.put_nowait(Cancelled())
+                case ApprovalDecided(remediation_id=remediation_id, approved=approved):
+                    if remediation_id in self._running:
+                        decision = Approved() if approved else Rejected()
+                        self._running[remediation_id].inbox.put_nowait(decision)
 
     async def _expire(self) -> None:
         """Close stale problems now and then (what a stopped remediation then does is the

@@ -57,7 +57,13 @@ class CancelRequested:
     remediation_id: int
 
 
-JournalEvent = RemediationCreated | ProblemResolved | CancelRequested
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApprovalDecided:
+    remediation_id: int
+    approved: bool
+
+
+JournalEvent = RemediationCreated | ProblemResolved | CancelRequested | ApprovalDecided
 
 
 class Intake(Protocol):
@@ -136,6 +142,12 @@ class RemediationStore(Protocol):
 
     async def request_cancel(self, remediation_id: int) -> Remediation | None:
         """Mark a remediation for cancelling; it as it was (None: there is no such one)."""
+        ...
+
+    async def decide_approval(self, remediation_id: int, *, approved: bool) -> Remediation | None:
+        """Record a person's decision on a remediation that awaits approval; it as it was
+        (None: there is no such one). Nothing is recorded unless it awaits approval and
+        nobody decided yet."""
         ...
 
     async def scale_backs(self) -> list[ScaleBack]:

@@ -20,7 +20,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import datetime
 import fcntl
 import functools
 import itertools
@@ -35,9 +34,11 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any, TypeVar
 
 from receiver import durations
+from receiver.clock import iso
 from receiver.errors import JournalOverloaded, JournalUnavailable
 from receiver.journal import (
     EVALUATIONS_KEPT,
+    ApprovalDecided,
     CancelRequested,
     JournalEvent,
     ProblemResolved,
@@ -74,7 +75,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection, float], T]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # What each version adds to the one before; a journal is brought up to date when opened.
 _MIGRATIONS = {
     2: (  # coalescing: a problem that joined a remediation of the same service and rule
@@ -83,6 +84,9 @@ _MIGRATIONS = {
     ),
     3: (  # retention deletes deliveries; each delete looks up the notifications that name it
         "CREATE INDEX IF NOT EXISTS notifications_delivery ON notifications (delivery_id)",
+    ),
+    4: (  # manual approval: a person's decision (approved | rejected), until the engine takes it
+        "ALTER TABLE remediations ADD COLUMN approval TEXT",
     ),
 }
 _SCHEMA = """
@@ -181,6 +185,8 @@ _JOINED_SHOWN = 50  # problems listed on a remediation's timeline; all are count
 _MAX_GROUP = 512  # requests per group commit; bounds the latency of one commit
 _PRUNE_BATCH = 500  # rows looked at per retention transaction; intake commits between them
 _FINISHED = tuple(state.value for state in RemediationState if state.finished)
+# Under way: queued, awaiting approval or running (an SQL list, of the enum's own values).
+_UNDER_WAY = "(" + ", ".join(f"'{s.value}'" for s in RemediationState if not s.finished) + ")"
 
 
 @dataclasses.dataclass(slots=True)
@@ -521,7 +527,7 @@ class SQLiteJournal:
         def query(connection: sqlite3.Connection) -> list[Remediation]:
             rows = connection.execute(
                 f"SELECT {_REMEDIATION_COLUMNS} FROM remediations"
-                " WHERE state IN ('pending', 'running') ORDER BY id"
+                f" WHERE state IN {_UNDER_WAY} ORDER BY id"
             ).fetchall()
             return [_remediation(connection, row) for row in rows]
 
@@ -733,6 +739,26 @@ class SQLiteJournal:
         remediation = await self.write(job, shed=False)
         if remediation is not None and not remediation.progress.state.finished:
             self._publish(CancelRequested(remediation_id))
+        return remediation
+
+    async def decide_approval(self, remediation_id: int, *, approved: bool) -> Remediation | None:
+        def job(connection: sqlite3.Connection, now: float) -> Remediation | None:
+            row = connection.execute(
+                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE id = ?", (remediation_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            remediation = _remediation(connection, row)
+            if _awaits_decision(remediation):
+                connection.execute(
+                    "UPDATE remediations SET approval = ? WHERE id = ?",
+                    ("approved" if approved else "rejected", remediation_id),
+                )
+            return remediation
+
+        remediation = await self.write(job, shed=False)
+        if remediation is not None and _awaits_decision(remediation):
+            self._publish(ApprovalDecided(remediation_id, approved))
         return remediation
 
     async def scale_backs(self) -> list[ScaleBack]:
@@ -1090,7 +1116,7 @@ class _OpenIndex:
         self.active = {}
         for rid, project, stage, service, rule in connection.execute(
             "SELECT id, project, stage, service, json_extract(plan, '$.rule') FROM remediations"
-            " WHERE state IN ('pending', 'running') ORDER BY id"
+            f" WHERE state IN {_UNDER_WAY} ORDER BY id"
         ):
             self.active.setdefault((project, stage, service), {}).setdefault(rule, rid)
         ((problems,),) = connection.execute("SELECT COALESCE(MAX(id), 0) FROM problems")
@@ -1405,8 +1431,12 @@ def read_open_problems(path: str, ref: ServiceRef) -> int:
 
 _REMEDIATION_COLUMNS = (
     "id, problem_id, project, stage, service, plan, state, phase, step, phase_until,"
-    " cancel_requested, reason"
+    " cancel_requested, reason, approval"
 )
+
+
+def _awaits_decision(remediation: Remediation) -> bool:
+    return remediation.progress.phase is Phase.AWAITING_APPROVAL and remediation.approval is None
 
 
 def _remediation(connection: sqlite3.Connection, row: Any) -> Remediation:
@@ -1438,6 +1468,7 @@ def _remediation(connection: sqlite3.Connection, row: Any) -> Remediation:
         ),
         cancel_requested=bool(row[10]),
         steps=steps,
+        approval=None if row[12] is None else row[12] == "approved",
     )
 
 
@@ -1445,7 +1476,7 @@ def _timeline(connection: sqlite3.Connection, remediation_id: int, *, full: bool
     row = connection.execute(
         "SELECT r.id, r.project, r.stage, r.service, r.plan, r.state, r.phase, r.step,"
         " r.phase_until, r.reason, r.created_at, r.started_at, r.ended_at, r.cancel_requested,"
-        " p.key, p.source, p.title, p.state FROM remediations r"
+        " p.key, p.source, p.title, p.state, r.approval FROM remediations r"
         " JOIN problems p ON p.id = r.problem_id WHERE r.id = ?",
         (remediation_id,),
     ).fetchone()
@@ -1514,6 +1545,12 @@ def _timeline(connection: sqlite3.Connection, remediation_id: int, *, full: bool
         "ended_at": iso(row[12]),
         "steps": steps,
     }
+    if plan.get("approval") == "manual":
+        document["approval"] = {
+            "required": True,
+            "decision": row[18],  # approved | rejected | None
+            "until": iso(row[8]) if row[6] == Phase.AWAITING_APPROVAL else None,
+        }
     ((joined, joined_open),) = connection.execute(
         "SELECT COUNT(*), COALESCE(SUM(state = 'open'), 0) FROM problems WHERE remediation_id = ?",
         (remediation_id,),
@@ -1580,10 +1617,3 @@ def _notification(row: sqlite3.Row, bodies: dict[int, Any]) -> dict[str, Any]:
         "reason": row["reason"],
         "payload": payload,
     }
-
-
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

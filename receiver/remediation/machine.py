@@ -1,6 +1,7 @@
 """The remediation state machine: one pure function from (progress, event) to what follows.
 
-    queued ─Dequeued→ [cooldown ─Elapsed→] action[p]
+    queued ─Dequeued→ [cooldown ─Elapsed→] [awaiting_approval ─Approved→] action[p]
+    awaiting_approval ─Rejected→ rejected      awaiting_approval ─Elapsed→ escalate
     action[p] ─Acted(ok)→ wait ─Elapsed→ evaluate ─Judged(healed)→ healed
     action[p] ─Acted(failed)→ action[p+1]      evaluate ─Judged(not healed)→ action[p+1]
     action[p], the plan says escalate or has no action p → escalate ─Escalated→ escalated
@@ -22,6 +23,8 @@ from receiver.remediation.model import (
     ESCALATE,
     Act,
     Acted,
+    Approved,
+    AskApproval,
     Cancelled,
     Dequeue,
     Dequeued,
@@ -38,6 +41,7 @@ from receiver.remediation.model import (
     Phase,
     Plan,
     Progress,
+    Rejected,
     Resolved,
     Sleep,
     Verdict,
@@ -67,9 +71,9 @@ def resume(plan: Plan, progress: Progress) -> Effect:
     match progress.phase:
         case Phase.QUEUED:
             return Dequeue()
-        case Phase.COOLDOWN | Phase.WAIT:
+        case Phase.COOLDOWN | Phase.WAIT | Phase.AWAITING_APPROVAL:
             assert progress.until is not None
-            return Sleep(progress.until)
+            return Sleep(progress.until)  # people were asked for approval already
         case Phase.ACTION:
             return _next_action(plan, progress.position)
         case Phase.EVALUATE:
@@ -79,10 +83,17 @@ def resume(plan: Plan, progress: Progress) -> Effect:
 
 
 def transition(
-    plan: Plan, progress: Progress, event: Event, *, now: float, wait: float
+    plan: Plan,
+    progress: Progress,
+    event: Event,
+    *,
+    now: float,
+    wait: float,
+    approval_timeout: float = 15 * 60.0,
 ) -> Transition:
-    """What `event` makes of `progress`; `wait` is the wait after an action (the plan's own,
-    else the receiver's)."""
+    """What `event` makes of `progress`; `wait` is the wait after an action, and
+    `approval_timeout` how long a manual rule waits for a person (the plan's own, else the
+    receiver's)."""
     position = progress.position
     match progress.phase, event:
         case _, Escalated(why=why, delivered=delivered, detail=detail):
@@ -109,8 +120,40 @@ def transition(
         case Phase.QUEUED, Dequeued(cooldown_until=until) if until is not None and until > now:
             cooling = dataclasses.replace(progress, phase=Phase.COOLDOWN, until=until)
             return Transition(cooling, Sleep(until))
+        case (Phase.QUEUED, Dequeued()) | (Phase.COOLDOWN, Elapsed()) if plan.manual_approval:
+            until = now + (plan.approval_timeout or approval_timeout)
+            asking = dataclasses.replace(
+                progress,
+                state=RemediationState.AWAITING_APPROVAL,
+                phase=Phase.AWAITING_APPROVAL,
+                until=until,
+            )
+            return Transition(asking, AskApproval(until))
         case (Phase.QUEUED, Dequeued()) | (Phase.COOLDOWN, Elapsed()):
             return _at_action(plan, progress, 0, state=RemediationState.RUNNING)
+
+        case Phase.AWAITING_APPROVAL, Approved():
+            return _at_action(plan, progress, 0, state=RemediationState.RUNNING)
+        case Phase.AWAITING_APPROVAL, Rejected():
+            return _finish(progress, RemediationState.REJECTED, "rejected by a person")
+        case Phase.AWAITING_APPROVAL, Elapsed():
+            why = "nobody approved it in time (remediation.approval_timeout)"
+            escalating = dataclasses.replace(
+                progress, state=RemediationState.RUNNING, phase=Phase.ACTION, until=None
+            )
+            return Transition(escalating, Escalate(0, why))
+        case Phase.AWAITING_APPROVAL, Cancelled():
+            return _finish(progress, RemediationState.CANCELLED, "cancelled awaiting approval")
+        case Phase.AWAITING_APPROVAL, Resolved():
+            return _finish(
+                progress, RemediationState.RESOLVED, "resolved by its source awaiting approval"
+            )
+        case Phase.AWAITING_APPROVAL, Expired():
+            return _finish(progress, RemediationState.EXPIRED, f"{_STALE} awaiting approval")
+        case _, Approved() | Rejected():
+            # Too late (it timed out, or ended): a decision changes nothing now; go on with
+            # what was about to happen.
+            return Transition(progress, resume(plan, progress))
 
         case Phase.ACTION, Cancelled():
             return _finish(

@@ -20,6 +20,7 @@ ESCALATE = "escalate"  # the action name that hands the problem to people
 class Phase(enum.StrEnum):
     QUEUED = "queued"  # behind another remediation of the service
     COOLDOWN = "cooldown"  # the service's last remediation ended too recently
+    AWAITING_APPROVAL = "awaiting_approval"  # until a person approves, rejects, or `until`
     ACTION = "action"  # about to run (or running) the action at `position`
     WAIT = "wait"  # the action ran; waiting until `until` before judging it
     EVALUATE = "evaluate"  # judging the action at `position` by the SLO
@@ -59,6 +60,8 @@ class Plan:
     evaluation_window: float | None = None
     dry_run: bool = False
     rule_file: str | None = None
+    manual_approval: bool = False  # the rule's `approval: manual`
+    approval_timeout: float | None = None  # None: the receiver's remediation.approval_timeout
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,8 @@ class Plan:
             "evaluation_window": self.evaluation_window,
             "dry_run": self.dry_run,
             "rule_file": self.rule_file,
+            "approval": "manual" if self.manual_approval else "automatic",
+            "approval_timeout": self.approval_timeout,
         }
 
     @classmethod
@@ -95,6 +100,8 @@ class Plan:
             evaluation_window=document.get("evaluation_window"),
             dry_run=bool(document.get("dry_run")),
             rule_file=document.get("rule_file"),
+            manual_approval=document.get("approval") == "manual",
+            approval_timeout=document.get("approval_timeout"),
         )
 
 
@@ -186,7 +193,28 @@ class Expired:
     closed them (a source that lost track of them, or an alert whose resolve never came)."""
 
 
-Event = Dequeued | Elapsed | Acted | Judged | Escalated | Resolved | Cancelled | Expired
+@dataclasses.dataclass(frozen=True, slots=True)
+class Approved:
+    """A person approved a remediation that waits for approval."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rejected:
+    """A person rejected a remediation that waits for approval."""
+
+
+Event = (
+    Dequeued
+    | Elapsed
+    | Acted
+    | Judged
+    | Escalated
+    | Resolved
+    | Cancelled
+    | Expired
+    | Approved
+    | Rejected
+)
 
 
 # -- effects: what to do next ------------------------------------------------------------------
@@ -228,11 +256,19 @@ class Escalate:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AskApproval:
+    """Tell people a remediation waits for their approval, then wait for it until `until`
+    (→ Approved, Rejected, Elapsed, or a stop)."""
+
+    until: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Finish:
     """Nothing more to do: the progress is DONE."""
 
 
-Effect = Dequeue | Sleep | Act | Evaluate | Escalate | Finish
+Effect = Dequeue | Sleep | AskApproval | Act | Evaluate | Escalate | Finish
 
 
 # -- what the journal gives back ---------------------------------------------------------------
@@ -258,6 +294,7 @@ class Remediation:
     progress: Progress
     cancel_requested: bool
     steps: dict[int, StepRecord]
+    approval: bool | None = None  # a person's decision, journaled: approved, rejected, none yet
 
 
 class ScaleBackState(enum.StrEnum):

@@ -15,7 +15,8 @@
         - {action: toggle-feature, name: ..., value: {EnablePromotion: "off"}}
 
 Options beyond Keptn, per rule and all optional: `wait` (before the SLO is evaluated again),
-`evaluation_window`, `dry_run`.
+`evaluation_window`, `dry_run`, `approval: manual` (a person approves before the first action;
+default `automatic`) and `approval_timeout` (then it escalates).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class Rule:
     wait: float | None = None
     evaluation_window: float | None = None
     dry_run: bool = False
+    manual_approval: bool = False
+    approval_timeout: float | None = None
     error: str | None = None  # why this rule cannot run ("file: path: what is wrong")
 
     def plan(self, *, rule_file: str) -> Plan:
@@ -69,6 +72,8 @@ class Rule:
             evaluation_window=self.evaluation_window,
             dry_run=self.dry_run,
             rule_file=rule_file,
+            manual_approval=self.manual_approval,
+            approval_timeout=self.approval_timeout,
         )
 
 
@@ -177,7 +182,7 @@ def _rule(
         if action is not None:
             actions.append(action)
     options: dict[str, Any] = {}
-    for key in ("wait", "evaluation_window"):
+    for key in ("wait", "evaluation_window", "approval_timeout"):
         if entry.get(key) is not None:
             try:
                 options[key] = durations.parse(entry[key])
@@ -187,6 +192,14 @@ def _rule(
         if not isinstance(entry["dry_run"], bool):
             errors.append(ConfigError(file, f"{where}.dry_run", "expected true or false"))
         options["dry_run"] = bool(entry["dry_run"])
+    approval = entry.get("approval", "automatic")
+    if approval not in ("automatic", "manual"):
+        errors.append(
+            ConfigError(
+                file, f"{where}.approval", f"expected automatic or manual, got {approval!r}"
+            )
+        )
+    options["manual_approval"] = approval == "manual"
     return Rule(problem_type=problem_type, actions=tuple(actions), **options)
 
 

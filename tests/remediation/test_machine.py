@@ -13,6 +13,8 @@ from receiver.remediation import machine
 from receiver.remediation.model import (
     Act,
     Acted,
+    Approved,
+    AskApproval,
     Cancelled,
     Dequeue,
     Dequeued,
@@ -29,6 +31,7 @@ from receiver.remediation.model import (
     Plan,
     PlannedAction,
     Progress,
+    Rejected,
     Resolved,
     Sleep,
     Verdict,
@@ -46,12 +49,16 @@ PLAN = Plan(
 PENDING, RUNNING = RemediationState.PENDING, RemediationState.RUNNING
 HEALED, RESOLVED = RemediationState.HEALED, RemediationState.RESOLVED
 CANCELLED, ESCALATED = RemediationState.CANCELLED, RemediationState.ESCALATED
-EXPIRED = RemediationState.EXPIRED
+EXPIRED, REJECTED = RemediationState.EXPIRED, RemediationState.REJECTED
+AWAITING = RemediationState.AWAITING_APPROVAL
+LATE = "nobody approved it in time (remediation.approval_timeout)"
 STALE = "its problems expired (no notification within problems.stale_after)"
 
 
 def at(phase: Phase, position: int = 0, until: float | None = None) -> Progress:
     state = PENDING if phase in (Phase.QUEUED, Phase.COOLDOWN) else RUNNING
+    if phase is Phase.AWAITING_APPROVAL:
+        state = AWAITING
     return Progress(state=state, phase=phase, position=position, until=until)
 
 
@@ -75,6 +82,21 @@ ROWS = [
      "cancelled before it began"),
     (at(Phase.COOLDOWN, until=NOW), Resolved(has_slo=True), RESOLVED, Phase.DONE, 0, Finish(),
      None, "resolved by its source before the remediation began"),
+    # awaiting approval (a rule with approval: manual; entered below)
+    (at(Phase.AWAITING_APPROVAL, until=NOW), Approved(), RUNNING, Phase.ACTION, 0, Act(0), None,
+     None),
+    (at(Phase.AWAITING_APPROVAL, until=NOW), Rejected(), REJECTED, Phase.DONE, 0, Finish(), None,
+     "rejected by a person"),
+    (at(Phase.AWAITING_APPROVAL, until=NOW), Elapsed(), RUNNING, Phase.ACTION, 0,
+     Escalate(0, LATE), None, None),
+    (at(Phase.AWAITING_APPROVAL, until=NOW), Cancelled(), CANCELLED, Phase.DONE, 0, Finish(),
+     None, "cancelled awaiting approval"),
+    (at(Phase.AWAITING_APPROVAL, until=NOW), Resolved(has_slo=True), RESOLVED, Phase.DONE, 0,
+     Finish(), None, "resolved by its source awaiting approval"),
+    (at(Phase.AWAITING_APPROVAL, until=NOW), Resolved(has_slo=False), RESOLVED, Phase.DONE, 0,
+     Finish(), None, "resolved by its source awaiting approval"),
+    (at(Phase.AWAITING_APPROVAL, until=NOW), Expired(), EXPIRED, Phase.DONE, 0, Finish(), None,
+     f"{STALE} awaiting approval"),
     # action
     (at(Phase.ACTION), Acted(succeeded=True), RUNNING, Phase.WAIT, 0, Sleep(NOW + WAIT), None,
      None),
@@ -167,6 +189,8 @@ EVENTS: list[Event] = [
     Resolved(has_slo=True),
     Cancelled(),
     Expired(),
+    Approved(),
+    Rejected(),
 ]
 
 
@@ -181,9 +205,38 @@ def test_every_pair_has_a_row_or_raises(phase: Phase, event: Event) -> None:
     if isinstance(event, Escalated):  # from any phase: the engine gives up wherever it is
         assert machine.transition(PLAN, progress, event, now=NOW, wait=WAIT).progress.finished
         return
+    if isinstance(event, Approved | Rejected):  # too late, or too early: it changes nothing
+        moved = machine.transition(PLAN, progress, event, now=NOW, wait=WAIT)
+        assert (moved.progress, moved.effect) == (progress, machine.resume(PLAN, progress))
+        return
     with pytest.raises(machine.UnexpectedEvent, match=f"from phase '{phase.value}'") as caught:
         machine.transition(PLAN, progress, event, now=NOW, wait=WAIT)
     assert (caught.value.phase, caught.value.event) == (phase, event)
+
+
+MANUAL = dataclasses.replace(PLAN, manual_approval=True)
+
+
+@pytest.mark.parametrize(
+    ("progress", "event"),
+    [(at(Phase.QUEUED), Dequeued()), (at(Phase.COOLDOWN, until=NOW), Elapsed())],
+)
+def test_a_manual_rule_waits_for_a_person_before_its_first_action(
+    progress: Progress, event: Event
+) -> None:
+    moved = machine.transition(MANUAL, progress, event, now=NOW, wait=WAIT)
+    assert (moved.progress.state, moved.progress.phase, moved.progress.until) == (
+        AWAITING,
+        Phase.AWAITING_APPROVAL,
+        NOW + 900,  # remediation.approval_timeout's default, 15 minutes
+    )
+    assert moved.effect == AskApproval(NOW + 900)
+    own = dataclasses.replace(MANUAL, approval_timeout=60.0)
+    assert machine.transition(own, progress, event, now=NOW, wait=WAIT).effect == AskApproval(
+        NOW + 60
+    )
+    # After a restart it waits for what is left, without asking again.
+    assert machine.resume(MANUAL, moved.progress) == Sleep(NOW + 900)
 
 
 def test_without_actions_left_it_escalates() -> None:
@@ -224,3 +277,7 @@ def test_giving_up_escalates_at_the_next_free_position() -> None:
 def test_the_plan_reads_back_what_it_wrote() -> None:
     plan = dataclasses.replace(PLAN, wait=60.0, dry_run=True, rule_file="carts/remediation.yaml")
     assert Plan.from_json(plan.to_json()) == plan
+    manual = dataclasses.replace(plan, manual_approval=True, approval_timeout=120.0)
+    assert Plan.from_json(manual.to_json()) == manual
+    written_by_0_1 = {k: v for k, v in plan.to_json().items() if not k.startswith("approval")}
+    assert Plan.from_json(written_by_0_1).manual_approval is False

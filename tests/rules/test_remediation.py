@@ -311,6 +311,8 @@ def test_the_plan_keeps_the_rule_as_written() -> None:
         "evaluation_window": None,
         "dry_run": False,
         "rule_file": "carts/remediation.yaml",
+        "approval": "automatic",
+        "approval_timeout": None,
     }
     options, _ = remediation.parse(
         yaml.safe_load(
@@ -323,6 +325,34 @@ def test_the_plan_keeps_the_rule_as_written() -> None:
     assert (planned.wait, planned.evaluation_window, planned.dry_run) == (60.0, 120.0, True)
     assert planned.actions[0].action == "scaling"
     assert (planned.actions[0].value, planned.actions[0].title) == (-1, None)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "remediations:\n- {name: x, approval: manual, approval_timeout: 5m,"
+        " actions: [{action: scaling, value: 1}]}\n",
+        "apiVersion: spec.keptn.sh/0.1.4\nkind: Remediation\nspec:\n  remediations:\n"
+        "  - {problemType: x, approval: manual, approval_timeout: 5m,"
+        " actionsOnOpen: [{action: scaling, value: '1'}]}\n",
+    ],
+    ids=["keptn-0.6", "keptn-0.7"],
+)
+def test_a_rule_may_ask_for_a_persons_approval_in_either_format(text: str) -> None:
+    rules, errors = remediation.parse(yaml.safe_load(text), "r.yaml")
+    assert errors == []
+    planned = rules.rules[0].plan(rule_file="r.yaml")
+    assert (planned.manual_approval, planned.approval_timeout) == (True, 300.0)
+
+
+def test_approval_is_automatic_or_manual() -> None:
+    _, errors = remediation.parse(
+        yaml.safe_load("remediations:\n- {name: x, approval: maybe, actions: [{action: restart}]}"),
+        "r.yaml",
+    )
+    assert [(e.path, e.message) for e in errors] == [
+        ("remediations[0].approval", "expected automatic or manual, got 'maybe'")
+    ]
 
 
 def test_loading_a_file_keeps_its_good_rules_and_names_the_file(tmp_path: Path) -> None:
