@@ -18,6 +18,7 @@ import dataclasses
 import http
 import logging
 import resource
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any, cast
@@ -152,6 +153,10 @@ async def serve(
         shutdown_timeout=SHUTDOWN_TIMEOUT,
     )
     await runner.setup()
+    loop = asyncio.get_running_loop()
+    if threading.current_thread() is threading.main_thread():
+        # As Prometheus and Alertmanager do: SIGHUP reloads the configuration.
+        loop.add_signal_handler(signal.SIGHUP, server.request_reload, app)
     try:
         site = _CappedSite(runner, settings, app)
         await site.start()
@@ -163,6 +168,8 @@ async def serve(
             started(site.name)
         await asyncio.Event().wait()
     finally:
+        if threading.current_thread() is threading.main_thread():
+            loop.remove_signal_handler(signal.SIGHUP)
         await runner.cleanup()
 
 

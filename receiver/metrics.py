@@ -28,6 +28,18 @@ class Metrics:
             "Connections answered 503 and closed at once: server.max_connections were open.",
             registry=registry,
         )
+        self.config_reload_ok = prom.Gauge(
+            "receiver_config_last_reload_successful",
+            "1 if the last configuration (re)load was taken, 0 if it was refused.",
+            registry=registry,
+        )
+        self.config_reload_ok.set(1)
+        self.config_reload_time = prom.Gauge(
+            "receiver_config_last_reload_success_timestamp_seconds",
+            "When the configuration in force was loaded.",
+            registry=registry,
+        )
+        self.config_reload_time.set_to_current_time()
         self.open_problems = prom.Gauge(
             "receiver_open_problems", "Problems currently open.", registry=registry
         )

@@ -12,9 +12,11 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,7 +24,7 @@ import prometheus_client as prom
 from aiohttp import web
 
 from receiver import clock as clocks
-from receiver import durations, loadshed, triage
+from receiver import configtree, durations, loadshed, triage
 from receiver.actions.kubernetes import Kubernetes
 from receiver.actions.runner import Actions
 from receiver.auth import Credentials
@@ -48,24 +50,40 @@ from receiver.models import (
     Source,
 )
 from receiver.remediation.model import Phase
+from receiver.rules import remediation
 from receiver.settings import Settings
-from receiver.slo import providers
+from receiver.settings import load_checked as load_settings_checked
+from receiver.slo import evaluation, providers
 from receiver.sources import alertmanager, dynatrace
 
 logger = logging.getLogger(__name__)
 
-SETTINGS = web.AppKey("settings", Settings)
-TREE = web.AppKey("tree", ConfigTree)
+SETTINGS = web.AppKey("settings", Settings)  # as the service started: listener, journal, auth
 JOURNAL = web.AppKey("journal", Journal)
 METRICS = web.AppKey("metrics", Metrics)
 CREDENTIALS = web.AppKey("credentials", Credentials)
 ACTIONS = web.AppKey("actions", Actions)
-RULES = web.AppKey("rules", triage.Rules)
 ENGINE = web.AppKey("engine", Engine)
 CLOCK = web.AppKey("clock", clocks.Clock)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 LAG = web.AppKey("lag", loadshed.LoopLag)
 SHED = web.AppKey("shed", loadshed.ShedSummary)
+
+
+@dataclasses.dataclass(slots=True)
+class Live:
+    """The configuration in force, swapped whole by a reload and read at each use (a frozen
+    app cannot have its keys replaced once it runs)."""
+
+    settings: Settings
+    tree: ConfigTree
+    rules: triage.Rules
+    reload_error: str | None = None  # why the last reload was refused, until one succeeds
+
+
+LIVE = web.AppKey("live", Live)
+RELOADING = web.AppKey("reloading", asyncio.Lock)
+BACKGROUND = web.AppKey("background", set)  # tasks kept referenced until they end
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _PROBLEM_STATES = tuple(state.value for state in ProblemState)
@@ -130,10 +148,11 @@ def create_app(
         client_max_size=settings.max_body_bytes, middlewares=[_errors_and_metrics]
     )
     app[SETTINGS] = settings
-    app[TREE] = tree
+    app[LIVE] = Live(settings=settings, tree=tree, rules=triage.Rules(tree))
+    app[RELOADING] = asyncio.Lock()
+    app[BACKGROUND] = set()
     app[CREDENTIALS] = credentials
     app[METRICS] = Metrics(registry if registry is not None else prom.CollectorRegistry())
-    app[RULES] = triage.Rules(tree)
     app[CLOCK] = clock if clock is not None else clocks.SystemClock()
     app[LAG] = loadshed.LoopLag()
     app[SHED] = loadshed.ShedSummary()
@@ -142,6 +161,8 @@ def create_app(
     app.cleanup_ctx.append(_retention_context)
     app.cleanup_ctx.append(_actions_context)
     app.cleanup_ctx.append(_engine_context)
+    app.cleanup_ctx.append(_watch_context)
+    app.router.add_post("/-/reload", _reload_endpoint)
     app.router.add_post("/webhooks/alertmanager", _alertmanager_webhook)
     app.router.add_post("/webhooks/dynatrace", _dynatrace_webhook)
     app.router.add_get("/api/v1/problems", _list_problems)
@@ -156,6 +177,157 @@ def create_app(
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     return app
+
+
+# -- reloading the configuration ---------------------------------------------------------------
+
+# Settings whose use is fixed at start (the socket, the journal, credentials, logging and the
+# adapters' connections): a reload takes the rest, and names these when they changed.
+_RESTART_ONLY = (
+    "server.host",
+    "server.port",
+    "server.max_connections",
+    "server.idle_timeout",
+    "server.watch_config",
+    "store.",
+    "auth.token",
+    "auth.basic_",
+    "auth.disabled",
+    "log.",
+    "unleash.",
+    "escalation.",
+    "actions.webhooks",
+    "actions.attempts",
+    "actions.backoff",
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reloaded:
+    errors: list[ConfigError]  # refused as a whole when there is any
+    restart_to_apply: list[str]  # settings that changed but take effect after a restart
+
+
+async def reload(app: web.Application) -> Reloaded:
+    """Read the configuration directory again and put it in force, or refuse it whole: the
+    old one stays, and why is logged with file and path, counted and shown by /readyz.
+    Remediations under way keep the plan they started with."""
+    async with app[RELOADING]:
+        live, metrics = app[LIVE], app[METRICS]
+        loaded, tree, errors = await asyncio.to_thread(_load_checked, live.tree.root)
+        if loaded is None or tree is None or errors:
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            live.reload_error = f"{errors[0]}{more}"
+            metrics.config_reload_ok.set(0)
+            for error in errors[:20]:
+                logger.error(
+                    "config.reload_refused",
+                    extra={"file": error.file, "path": error.path, "error": error.message},
+                )
+            return Reloaded(errors=errors, restart_to_apply=[])
+        started = app[SETTINGS]
+        unapplied = [
+            field.metadata["yaml"]
+            for field in dataclasses.fields(Settings)
+            if field.metadata["yaml"].startswith(_RESTART_ONLY)
+            and getattr(loaded, field.name) != getattr(started, field.name)
+        ]
+        live.settings, live.tree, live.rules = loaded, tree, triage.Rules(tree)
+        live.reload_error = None
+        app[ENGINE].reconfigure(loaded, tree)
+        app[ACTIONS].reconfigure(loaded, frozenset(tree.services()))
+        metrics.config_reload_ok.set(1)
+        metrics.config_reload_time.set_to_current_time()
+        logger.info(
+            "config.reloaded",
+            extra={
+                "services": [str(ref) for ref in tree.services()],
+                "restart_to_apply": unapplied,
+            },
+        )
+        return Reloaded(errors=[], restart_to_apply=unapplied)
+
+
+def _load_checked(
+    root: Path,
+) -> tuple[Settings | None, ConfigTree | None, list[ConfigError]]:
+    """Everything `receiver check` checks, from files: the settings, the tree, and every
+    problem found (none: it may be put in force)."""
+    loaded, errors = load_settings_checked(root)
+    if loaded is None:
+        return None, None, errors
+    try:
+        tree = configtree.scan(root)
+    except ConfigError as e:
+        return None, None, [e]
+    errors = [
+        *configtree.check(tree),
+        *evaluation.check(tree, default_provider=loaded.sli_provider),
+        *remediation.check(tree),
+    ]
+    return loaded, tree, errors
+
+
+def request_reload(app: web.Application) -> None:
+    """Reload in the background (a signal handler cannot wait)."""
+    task = asyncio.ensure_future(reload(app))
+    app[BACKGROUND].add(task)
+    task.add_done_callback(app[BACKGROUND].discard)
+
+
+async def _watch_context(app: web.Application) -> AsyncIterator[None]:
+    interval = app[SETTINGS].watch_config
+    task = asyncio.create_task(_watch(app, interval), name="watch-config") if interval > 0 else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _watch(app: web.Application, interval: float) -> None:
+    """Reload when a file of the configuration directory changed (checked every `interval`)."""
+    root = app[LIVE].tree.root
+    seen = await asyncio.to_thread(_fingerprint, root)
+    while True:
+        await asyncio.sleep(interval)
+        now = await asyncio.to_thread(_fingerprint, root)
+        if now != seen:
+            seen = now
+            logger.info("config.changed", extra={"directory": str(root)})
+            await reload(app)
+
+
+def _fingerprint(root: Path) -> frozenset[tuple[str, int, int, int]]:
+    """Each YAML file under `root` (through symlinks, as a ConfigMap volume is made) with
+    what changes when it is written or swapped."""
+    found = set()
+    for directory, _, names in os.walk(root, followlinks=True):
+        for name in names:
+            if name.endswith((".yaml", ".yml")):
+                path = os.path.join(directory, name)
+                with contextlib.suppress(OSError):  # gone between the walk and the stat
+                    stat = os.stat(path)
+                    found.add((path, stat.st_mtime_ns, stat.st_size, stat.st_ino))
+    return frozenset(found)
+
+
+async def _reload_endpoint(request: web.Request) -> web.Response:
+    request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
+    reloaded = await reload(request.app)
+    if reloaded.errors:
+        return _error(
+            400,
+            "configuration refused; the one in force stays",
+            problems=[str(e) for e in reloaded.errors],
+        )
+    return web.json_response(
+        {
+            "reloaded": True,
+            "services": [str(ref) for ref in request.app[LIVE].tree.services()],
+            "restart_to_apply": reloaded.restart_to_apply,
+        }
+    )
 
 
 async def _lag_context(app: web.Application) -> AsyncIterator[None]:
@@ -247,7 +419,7 @@ async def _actions_context(app: web.Application) -> AsyncIterator[None]:
         settings,
         session=session,
         kubernetes=kubernetes,
-        configured=frozenset(app[TREE].services()),
+        configured=frozenset(app[LIVE].tree.services()),
     )
     app[HTTP] = session
     app[ACTIONS] = actions
@@ -263,9 +435,10 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
     engine = Engine(
         store=app[JOURNAL],
         actions=app[ACTIONS],
-        tree=app[TREE],
+        tree=app[LIVE].tree,
         settings=settings,
-        sli_providers=lambda name: providers.create(name, session, settings),
+        # The configuration in force when the SLO is judged: a reloaded Prometheus URL counts.
+        sli_providers=lambda name: providers.create(name, session, app[LIVE].settings),
         metrics=app[METRICS],
         clock=app[CLOCK],
     )
@@ -303,7 +476,7 @@ async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.Str
         response.headers["Retry-After"] = "1" if isinstance(e, JournalOverloaded) else "5"
     except web.HTTPRequestEntityTooLarge as e:
         _reject(request, "too_large")
-        limit = request.app[SETTINGS].max_body_bytes
+        limit = request.app[LIVE].settings.max_body_bytes
         response = _error(413, "body too large", detail=f"the limit is {limit} bytes")
         del e
     except web.HTTPException as e:
@@ -344,7 +517,7 @@ def _reject(request: web.Request, reason: str) -> None:
 
 async def _alertmanager_webhook(request: web.Request) -> web.Response:
     body = await _authenticated_body(request)
-    settings = request.app[SETTINGS]
+    settings = request.app[LIVE].settings
     labels = alertmanager.LabelNames(
         project=settings.labels_project,
         stage=settings.labels_stage,
@@ -361,16 +534,16 @@ async def _dynatrace_webhook(request: web.Request) -> web.Response:
 
 
 async def _authenticated_body(request: web.Request) -> bytes:
-    lag, max_lag = request.app[LAG].seconds, request.app[SETTINGS].max_loop_lag
+    lag, max_lag = request.app[LAG].seconds, request.app[LIVE].settings.max_loop_lag
     if lag > max_lag:  # before reading the body: shedding must cost next to nothing
         raise Overloaded(
             f"the receiver runs {lag:.2f} s behind (server.max_loop_lag {max_lag:g} s)"
         )
     request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
-    limit = request.app[SETTINGS].max_body_bytes
+    limit = request.app[LIVE].settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    timeout = request.app[SETTINGS].body_timeout
+    timeout = request.app[LIVE].settings.body_timeout
     try:
         async with asyncio.timeout(timeout):  # a body that stops arriving must not hold on
             return await request.read()
@@ -435,7 +608,8 @@ async def _record(
     notifications: tuple[Notification, ...],
 ) -> web.Response:
     app = request.app
-    decisions = [app[RULES].decide(n, settings=app[SETTINGS]) for n in notifications]
+    live = app[LIVE]
+    decisions = [live.rules.decide(n, settings=live.settings) for n in notifications]
     # Committed once this returns; the engine learns of it from the journal.
     recorded = await app[JOURNAL].record(body, notifications, decisions=decisions, source=source)
     outcomes = collections.Counter(r.outcome for r in recorded)
@@ -497,7 +671,7 @@ def _log_recorded(
 
 
 def _authorize_read(request: web.Request) -> None:
-    if request.app[SETTINGS].auth_protect_reads:
+    if request.app[LIVE].settings.auth_protect_reads:
         request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
 
 
@@ -650,18 +824,20 @@ async def _readyz(request: web.Request) -> web.Response:
     # work, and taking the pod out of the Service would only lose notifications.
     cannot_run = request.app[ACTIONS].cannot_run()
     checks["kubernetes"] = request.app[ACTIONS].kubernetes.unavailable or "connected"
-    return web.json_response(
-        {
-            "status": "ready" if ready else "not ready",
-            "checks": checks,
-            "actions_unavailable": cannot_run,
-        },
-        status=200 if ready else 503,
-    )
+    document: dict[str, Any] = {
+        "status": "ready" if ready else "not ready",
+        "checks": checks,
+        "actions_unavailable": cannot_run,
+    }
+    if request.app[LIVE].reload_error is not None:
+        # Not unready: the configuration in force still works, and leaving the Service
+        # would only lose notifications.
+        document["last_reload"] = f"refused: {request.app[LIVE].reload_error}"
+    return web.json_response(document, status=200 if ready else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    if request.app[SETTINGS].auth_protect_metrics:
+    if request.app[LIVE].settings.auth_protect_metrics:
         request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
     return web.Response(
         body=request.app[METRICS].render(),

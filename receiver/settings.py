@@ -85,6 +85,9 @@ class Settings:
     # Where people reach this receiver (e.g. https://selfheal.example.com), for the links in
     # the messages it sends; empty: messages name the API path only.
     public_url: str = _field("", "server.public_url", "RECEIVER_PUBLIC_URL", "str")
+    # The configuration directory is looked at this often and reloaded when a file changed
+    # (Kubernetes swaps a ConfigMap volume through a symlink); 0: only SIGHUP and /-/reload.
+    watch_config: float = _field(10.0, "server.watch_config", "RECEIVER_WATCH_CONFIG", "duration")
     # A connection that has not sent a whole request head this long after it opened, or
     # after its previous answer, is closed: idle keep-alive and slow headers alike.
     idle_timeout: float = _field(30.0, "server.idle_timeout", "RECEIVER_IDLE_TIMEOUT", "duration")

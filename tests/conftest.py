@@ -46,6 +46,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> settings.Settings:
         "log_format": "text",
         # Off unless a test is about it: its round would be one more sleeper on a FakeClock.
         "store_retention": 0.0,
+        # Off too: a reload reads the files and the environment, not the overrides given here.
+        "watch_config": 0.0,
     }
     values.update(overrides)
     return settings.Settings(**values)

@@ -106,6 +106,12 @@ class Actions:
             clock=clock,
         )
 
+    def reconfigure(self, settings: Settings, configured: frozenset[ServiceRef]) -> None:
+        """A reloaded configuration: targets (services, templates, scaling bounds), timeouts
+        and dry run from now on. The adapters' connections (Kubernetes, Unleash, escalation,
+        HTTP actions) keep what they were started with until a restart."""
+        self._settings, self._configured = settings, configured
+
     def cannot_run(self) -> dict[str, str]:
         """Actions that cannot run with this configuration, and why (for start-up and readyz)."""
         reasons = {}

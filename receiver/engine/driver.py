@@ -74,6 +74,9 @@ class Driver:
         self._clock = clock
         self._scale_back_planned = scale_back_planned  # once saved: wait for the resolve
 
+    def reconfigure(self, settings: Settings) -> None:
+        self._settings = settings
+
     async def run(self, remediation_id: int, inbox: Inbox) -> None:
         """Drive a remediation, whose turn has come, to its end.
 

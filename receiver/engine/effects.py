@@ -62,6 +62,9 @@ class Effects:
         self._metrics = metrics
         self._now = now
 
+    def reconfigure(self, settings: Settings, tree: ConfigTree) -> None:
+        self._settings, self._tree = settings, tree
+
     def closed(self, service: ServiceRef, *, expired: bool) -> Resolved | Expired:
         """The event for a remediation whose problems are all closed: resolved by their
         source (judged without an SLO when the service has no slo.yaml), or expired."""

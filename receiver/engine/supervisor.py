@@ -106,6 +106,13 @@ class Engine:
         self._router: asyncio.Task[None] | None = None
         self._expiry: asyncio.Task[None] | None = None
 
+    def reconfigure(self, settings: Settings, tree: ConfigTree) -> None:
+        """A reloaded configuration, in force from the next use on: a remediation under way
+        keeps its journaled plan, and reads waits, windows and SLO files as they are now."""
+        self._settings, self._tree = settings, tree
+        self._effects.reconfigure(settings, tree)
+        self._driver.reconfigure(settings)
+
     # -- life cycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
