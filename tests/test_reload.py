@@ -136,6 +136,7 @@ def test_a_broken_configuration_is_refused_whole_and_the_one_in_force_stays(
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)  # noqa: S310
         assert refused.value.code == 401  # reloading needs the credentials
+        refused.value.close()
     written = log.read_text()
     assert '"event": "config.reload_refused"' in written
     assert f'"file": "{config_dir / "receiver.yaml"}", "path": "remediation.wait"' in written
