@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import importlib.metadata
 import logging
 import sys
 from collections.abc import Sequence
@@ -29,22 +30,30 @@ from receiver.rules import remediation
 from receiver.slo import evaluation
 
 logger = logging.getLogger(__name__)
+PACKAGE = "selfheal-receiver"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="receiver", description="Self-healing for Kubernetes workloads."
     )
+    parser.add_argument(
+        "--version", action="version", version=f"receiver {importlib.metadata.version(PACKAGE)}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the service")
-    serve.add_argument("--config", type=Path, default=Path("config"), help="configuration dir")
+    serve.add_argument(
+        "--config", type=Path, default=Path("config"), help="configuration dir (default: config)"
+    )
     serve.add_argument("--host", help="listen address (default from settings: 0.0.0.0)")
     serve.add_argument("--port", type=int, help="listen port (default from settings: 8080)")
     serve.set_defaults(run=_serve)
 
     check = commands.add_parser("check", help="validate a configuration directory")
-    check.add_argument("--config", type=Path, default=Path("config"), help="configuration dir")
+    check.add_argument(
+        "--config", type=Path, default=Path("config"), help="configuration dir (default: config)"
+    )
     check.set_defaults(run=_check)
 
     slocli.add_commands(commands)
@@ -85,6 +94,11 @@ def _serve(args: argparse.Namespace) -> int:
             "services": [str(ref) for ref in tree.services()],
         },
     )
+    for overridden in settings.overridden(args.config):
+        logger.warning(
+            "settings.overridden",
+            extra={"file": overridden.file, "path": overridden.path, "detail": overridden.message},
+        )
     app.on_startup.append(_settle_the_heap)
     try:
         # libuv's loop: less CPU per request than asyncio's (bench/ingest.py)
@@ -128,6 +142,16 @@ def _check(args: argparse.Namespace) -> int:
         warnings.extend(evaluation.warnings(tree, default_provider=default_provider))
     for error in errors:
         print(error)
+    if loaded is not None:
+        warnings.extend(settings.overridden(args.config))
+        if (
+            missing := settings.credentials_missing(
+                loaded, str(args.config / settings.SETTINGS_FILE)
+            )
+        ) is not None:
+            # Files can be right while this environment lacks the secret (a CI job): say
+            # that serve would refuse here, without failing the files.
+            warnings.append(missing)
     for warning in warnings:  # worth knowing, not wrong: the exit code stays 0
         print(f"warning: {warning}")
     if errors:
@@ -138,5 +162,10 @@ def _check(args: argparse.Namespace) -> int:
         tree, default_provider=loaded.sli_provider, deployment=loaded.sli_deployment
     ):
         print(line)
-    print(f"{args.config}: OK ({len(tree.services())} service(s))")
+    but = (
+        ", but `receiver serve` here has no credentials"
+        if settings.credentials_missing(loaded)
+        else ""
+    )
+    print(f"{args.config}: OK ({len(tree.services())} service(s)){but}")
     return 0

@@ -66,3 +66,31 @@ class ShedSummary:
         )
         self._counts.clear()
         self._since = now
+
+
+class RejectLog:
+    """Requests refused for what they carried (401, 400, 413): the first of each reason
+    logged at once with why and from where, then at most one line per `every` seconds per
+    reason, saying how many went unlogged meanwhile."""
+
+    def __init__(self, *, every: float = 1.0) -> None:
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._dropped: collections.Counter[str] = collections.Counter()
+
+    def log(self, reason: str, *, path: str, remote: str, detail: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(reason, -self.every) < self.every:
+            self._dropped[reason] += 1
+            return
+        logger.warning(
+            "http.rejected",
+            extra={
+                "reason": reason,
+                "path": path,
+                "remote": remote,
+                "detail": detail,
+                "unlogged_since": self._dropped.pop(reason, 0),
+            },
+        )
+        self._last[reason] = now

@@ -51,7 +51,7 @@ from receiver.models import (
 )
 from receiver.remediation.model import Phase
 from receiver.rules import remediation
-from receiver.settings import Settings
+from receiver.settings import Settings, credentials_missing
 from receiver.settings import load_checked as load_settings_checked
 from receiver.slo import evaluation, providers
 from receiver.sources import alertmanager, dynatrace
@@ -68,6 +68,7 @@ CLOCK = web.AppKey("clock", clocks.Clock)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 LAG = web.AppKey("lag", loadshed.LoopLag)
 SHED = web.AppKey("shed", loadshed.ShedSummary)
+REJECTS = web.AppKey("rejects", loadshed.RejectLog)
 
 
 @dataclasses.dataclass(slots=True)
@@ -137,13 +138,8 @@ def create_app(
 ) -> web.Application:
     _quiet_client_errors()
     credentials = Credentials.from_settings(settings)
-    if not credentials.disabled and not credentials.configured:
-        raise ConfigError(
-            "receiver.yaml",
-            "auth",
-            "webhooks need credentials: set RECEIVER_AUTH_TOKEN (or auth.token_file, or basic"
-            " auth), or switch authentication off explicitly with auth.disabled: true",
-        )
+    if (missing := credentials_missing(settings)) is not None:
+        raise missing
     app = web.Application(
         client_max_size=settings.max_body_bytes, middlewares=[_errors_and_metrics]
     )
@@ -156,6 +152,7 @@ def create_app(
     app[CLOCK] = clock if clock is not None else clocks.SystemClock()
     app[LAG] = loadshed.LoopLag()
     app[SHED] = loadshed.ShedSummary()
+    app[REJECTS] = loadshed.RejectLog()
     app.cleanup_ctx.append(_lag_context)
     app.cleanup_ctx.append(_journal_context)
     app.cleanup_ctx.append(_retention_context)
@@ -457,10 +454,10 @@ async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.Str
     try:
         response = await handler(request)
     except PayloadError as e:
-        _reject(request, "invalid_payload")
+        _reject(request, "invalid_payload", f"{e.field}: {e.message}")
         response = _error(400, "invalid payload", field=e.field, detail=e.message)
     except AuthError as e:
-        _reject(request, "unauthorized")
+        _reject(request, "unauthorized", str(e))
         response = _error(401, "unauthorized", detail=str(e))
         response.headers["WWW-Authenticate"] = request.app[CREDENTIALS].challenge
     except Overloaded as e:
@@ -474,11 +471,10 @@ async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.Str
             logger.warning("journal.refused", extra={"error": str(e), "path": request.path})
         response = _error(503, "not recorded, retry later", detail=str(e))
         response.headers["Retry-After"] = "1" if isinstance(e, JournalOverloaded) else "5"
-    except web.HTTPRequestEntityTooLarge as e:
-        _reject(request, "too_large")
+    except web.HTTPRequestEntityTooLarge:
         limit = request.app[LIVE].settings.max_body_bytes
+        _reject(request, "too_large", f"over {limit} bytes")
         response = _error(413, "body too large", detail=f"the limit is {limit} bytes")
-        del e
     except web.HTTPException as e:
         if e.status >= 400:
             response = _error(e.status, e.reason)
@@ -504,12 +500,18 @@ def _error(status: int, error: str, **details: Any) -> web.Response:
     return web.json_response(body, status=status)
 
 
-def _reject(request: web.Request, reason: str) -> None:
+def _reject(request: web.Request, reason: str, detail: str | None = None) -> None:
     source = request.match_info.get("source") or request.path.rsplit("/", 1)[-1]
     if request.path.startswith("/webhooks/"):
         request.app[METRICS].rejected.labels(source=source, reason=reason).inc()
         if reason in ("loop_lag", "overloaded"):
             request.app[SHED].shed(reason)
+    if detail is not None:
+        # A wrong token or payload template is found from here: why and from where, never
+        # the credentials or the body; at most a line a second per reason.
+        request.app[REJECTS].log(
+            reason, path=request.path, remote=request.remote or "-", detail=detail[:300]
+        )
 
 
 # -- webhooks ----------------------------------------------------------------------------------

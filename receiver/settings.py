@@ -560,6 +560,43 @@ def _lookup(
     return value, (file, path)
 
 
+def credentials_missing(settings: Settings, file: str = SETTINGS_FILE) -> ConfigError | None:
+    """Why `receiver serve` would refuse these settings for want of credentials, or None."""
+    if settings.auth_disabled or settings.auth_token or settings.auth_basic_password:
+        return None
+    return ConfigError(
+        file,
+        "auth",
+        "webhooks need credentials: set RECEIVER_AUTH_TOKEN (or auth.token_file, or basic"
+        " auth), or switch authentication off explicitly with auth.disabled: true",
+    )
+
+
+def overridden(
+    config_dir: Path | None, environ: Mapping[str, str] | None = None
+) -> list[ConfigError]:
+    """Settings written in receiver.yaml that the environment overrides: worth saying, as a
+    Deployment's `env:` silently wins over a ConfigMap edit otherwise."""
+    environ = os.environ if environ is None else environ
+    file = (config_dir or Path()) / SETTINGS_FILE
+    if config_dir is None or not file.is_file():
+        return []
+    try:
+        document = yamlfile.read(file)
+    except ConfigError:
+        return []  # load_checked reports it
+    if not isinstance(document, dict):
+        return []
+    found = []
+    for field in dataclasses.fields(Settings):
+        path, env = field.metadata["yaml"], field.metadata["env"]
+        if env in environ and _dig(document, path) is not _MISSING:
+            found.append(
+                ConfigError(str(file), path, f"set here, but {env} in the environment wins over it")
+            )
+    return found
+
+
 def _dig(document: dict[str, Any], path: str) -> Any:
     node: Any = document
     for part in path.split("."):

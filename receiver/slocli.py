@@ -173,6 +173,10 @@ def _live(args: argparse.Namespace) -> int:
         print(json.dumps(document))
     else:
         print(_table(service_slo, result, window=window, end=end))
+    if measured.reasons:  # not an evaluation to trust: the provider did not answer for these
+        for name, reason in measured.reasons.items():
+            print(f"receiver: {name}: no value: {reason}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -102,7 +102,7 @@ def table(items: list[dict[str, Any]]) -> str:
                 _cut(item["title"], 32) + _joined(item),
                 _cut(steps, 48),
                 (item.get("started_at") or item["created_at"] or "")[:19],
-                _cut(item.get("reason") or item.get("phase") or "", 60),
+                _cut(item.get("reason") or item.get("phase") or "", 72, words=True),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -140,21 +140,28 @@ def timeline(item: dict[str, Any]) -> str:
         duration = (
             f"{step['duration_seconds']:.2f}s" if step["duration_seconds"] is not None else ""
         )
+        given = "" if step["input"] is None else f" {json.dumps(step['input'])}"
+        detail = f" — {step['detail']}" if step["detail"] else ""
         lines.append(
-            f"  {step['position'] + 1}. {step['action']} {json.dumps(step['input'])}: "
-            f"{step['result']} {duration} — {step['detail'] or ''}"
+            f"  {step['position'] + 1}. {step['action']}{given}: {step['result']}"
+            f"{' ' + duration if duration else ''}{detail}"
         )
         evaluation = step.get("evaluation")
         if evaluation:
             lines.append(f"     SLO {evaluation['result']} (score {evaluation['score']:.1f})")
             for objective in evaluation.get("objectives", []):
-                lines.append(
-                    f"       {objective['sli']}: {objective['value']} → {objective['status']}"
-                )
+                value = objective["value"]
+                shown = "no value" if value is None else f"{value:g}"
+                lines.append(f"       {objective['sli']}: {shown} → {objective['status']}")
         if step.get("verdict"):
             lines.append(f"     verdict: {step['verdict']}")
     if item["phase"] in ("wait", "cooldown") and item.get("phase_until"):
         lines.append(f"  waiting until {item['phase_until']}")
+    if item["phase"] == "awaiting_approval":
+        lines.append(
+            f"  awaiting approval until {item.get('phase_until')}: receiver approve {item['id']}"
+            f" (or reject {item['id']})"
+        )
     return "\n".join(lines)
 
 
@@ -163,5 +170,12 @@ def _joined(item: dict[str, Any]) -> str:
     return f" (+{joined})" if joined else ""
 
 
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _cut(text: str, width: int, *, words: bool = False) -> str:
+    """`text` within `width` characters, an ellipsis where it was cut — at a word boundary
+    when `words` (a reason cut mid-word reads as a different word)."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    if words and " " in cut:
+        cut = cut.rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + "…"

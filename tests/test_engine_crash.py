@@ -114,4 +114,4 @@ async def test_status_prints_the_table_and_a_timeline(stage: Stage) -> None:
     assert '1. scaling "1": succeeded' in timeline
     assert "scaled sockshop-production/carts-primary from 1 to 2 replicas" in timeline
     assert "SLO pass (score 100.0)" in timeline
-    assert "response_time_p90: 300.0 → pass" in timeline
+    assert "response_time_p90: 300 → pass" in timeline

@@ -368,3 +368,25 @@ async def test_one_log_line_per_webhook_not_per_alert(
     (line,) = [r for r in caplog.records if r.getMessage() == "webhook.recorded"]
     fields = vars(line)
     assert (fields["notifications"], fields["opened"], fields["key"]) == (10, 10, "k0")
+
+
+async def test_a_refused_webhook_is_logged_with_why_and_from_where_a_line_a_second(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = {"Authorization": "Bearer not-the-token-at-all-0123"}
+    with caplog.at_level(logging.INFO, logger="receiver.loadshed"):
+        for _ in range(5):
+            response = await post(
+                client, "alertmanager", payload("alertmanager-firing.json"), headers=wrong
+            )
+            assert response.status == 401
+        assert (await post(client, "alertmanager", {"alerts": 3})).status == 400
+    lines = [r for r in caplog.records if r.getMessage() == "http.rejected"]
+    assert [(r.__dict__["reason"], r.__dict__["detail"]) for r in lines] == [
+        ("unauthorized", "wrong bearer token"),  # once, not five times
+        ("invalid_payload", "alerts: expected a list, got a number"),
+    ]
+    assert lines[0].__dict__["remote"] == "127.0.0.1"
+    assert lines[0].__dict__["path"] == "/webhooks/alertmanager"
+    assert all("not-the-token" not in str(r.__dict__) for r in caplog.records)
+    assert all("fingerprint" not in str(r.__dict__) for r in lines)  # no body either

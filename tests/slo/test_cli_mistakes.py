@@ -221,3 +221,19 @@ def test_check_names_promql_read_by_dynatrace(
 )
 def test_promql_is_told_from_dynatrace_selectors(query: str, promql: bool) -> None:
     assert evaluation.looks_like_promql(query) is promql
+
+
+def test_live_evaluation_exits_1_when_prometheus_cannot_be_reached(
+    config_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RECEIVER_PROMETHEUS_URL", f"http://127.0.0.1:{processes.free_port()}")
+    monkeypatch.setenv("RECEIVER_STORE", str(tmp_path / "journal.db"))
+    argv = ["slo", "evaluate", "--config", str(config_dir), "--project", "sockshop"]
+    argv += ["--stage", "production", "--service", "carts", "--window", "2s"]
+    assert cli.main(argv) == 1  # not an evaluation to trust, though one was printed
+    captured = capsys.readouterr()
+    assert "response_time_p90" in captured.out
+    assert "receiver: response_time_p90: no value: " in captured.err
