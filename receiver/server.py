@@ -24,7 +24,7 @@ import prometheus_client as prom
 from aiohttp import web
 
 from receiver import clock as clocks
-from receiver import configtree, durations, loadshed, triage
+from receiver import configtree, durations, loadshed, pages, triage
 from receiver.actions.kubernetes import Kubernetes
 from receiver.actions.runner import Actions
 from receiver.auth import Credentials
@@ -170,6 +170,10 @@ def create_app(
     app.router.add_post("/api/v1/remediations/{id}/cancel", _cancel_remediation)
     app.router.add_post("/api/v1/remediations/{id}/approve", _approve_remediation)
     app.router.add_post("/api/v1/remediations/{id}/reject", _reject_remediation)
+    app.router.add_get("/", _page_index)
+    app.router.add_get("/ui/remediations/{id}", _page_remediation)
+    app.router.add_get("/ui/{asset:app\\.(?:js|css)}", _page_asset)
+    app.router.add_get("/favicon.ico", _no_icon)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -805,6 +809,51 @@ async def _decide(request: web.Request, *, approved: bool) -> web.Response:
     decision = "approved" if approved else "rejected"
     logger.info(f"remediation.{decision}", extra={"remediation": remediation_id})
     return web.json_response({"id": remediation_id, "decision": decision}, status=202)
+
+
+# -- the web page -------------------------------------------------------------------------------
+
+_PAGE_HEADERS = {
+    "Content-Security-Policy": pages.CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+async def _page_index(request: web.Request) -> web.Response:
+    _authorize_read(request)
+    journal = request.app[JOURNAL]
+    problems = await journal.problems(state=ProblemState.OPEN.value, limit=100)
+    remediations = await journal.remediations(limit=50)
+    return web.Response(
+        text=pages.index(problems, remediations),
+        content_type="text/html",
+        headers=_PAGE_HEADERS,
+    )
+
+
+async def _page_remediation(request: web.Request) -> web.Response:
+    _authorize_read(request)
+    remediation_id = _remediation_id(request)
+    timeline = await request.app[JOURNAL].timeline(remediation_id)
+    if timeline is None:
+        return _error(404, "no such remediation", id=remediation_id)
+    return web.Response(
+        text=pages.remediation(timeline), content_type="text/html", headers=_PAGE_HEADERS
+    )
+
+
+async def _no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204)  # browsers ask for it; there is none, and that is fine
+
+
+async def _page_asset(request: web.Request) -> web.Response:
+    name = request.match_info["asset"]
+    kind = "text/javascript" if name.endswith(".js") else "text/css"
+    text = await asyncio.to_thread((pages.ASSETS / name).read_text, encoding="utf-8")
+    return web.Response(text=text, content_type=kind, headers=_PAGE_HEADERS)
 
 
 # -- health ------------------------------------------------------------------------------------
