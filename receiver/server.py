@@ -426,6 +426,14 @@ async def _actions_context(app: web.Application) -> AsyncIterator[None]:
     app[ACTIONS] = actions
     for action, reason in actions.cannot_run().items():
         logger.warning("actions.unavailable", extra={"action": action, "reason": reason})
+    if settings.dry_run:
+        logger.warning(
+            "actions.dry_run",
+            extra={
+                "detail": "DRY RUN: every action records what it would change, and changes"
+                " nothing (actions.dry_run / RECEIVER_DRY_RUN)"
+            },
+        )
     yield
     await kubernetes.close()
     await session.close()

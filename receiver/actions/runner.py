@@ -179,7 +179,11 @@ class Actions:
                 return await self.unleash.switch(flags)
             case Escalate():
                 if dry_run:
-                    return _dry("escalate to the configured targets")
+                    return _dry(
+                        "escalate to the configured targets"
+                        if self.escalation.configured
+                        else "escalate to nobody: no escalation target is configured"
+                    )
                 return await self.escalation.deliver(document or {})
             case Custom(name=name):
                 url = self.webhooks.url(name)

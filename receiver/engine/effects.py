@@ -189,8 +189,12 @@ class Effects:
         await self._store.finish_step(
             remediation.id, escalation.position, result=result, detail=detail, data=data
         )
+        dry_run = bool(data and data.get("dry_run"))
         return Escalated(
-            why=escalation.why, delivered=result is StepResult.SUCCEEDED, detail=detail
+            why=escalation.why,
+            delivered=result is StepResult.SUCCEEDED and not dry_run,
+            detail=detail,
+            dry_run=dry_run,
         )
 
     async def ask_approval(self, remediation: Remediation, until: float, log: Bound) -> None:

@@ -96,8 +96,13 @@ def transition(
     receiver's)."""
     position = progress.position
     match progress.phase, event:
-        case _, Escalated(why=why, delivered=delivered, detail=detail):
-            outcome = "escalation delivered" if delivered else f"escalation failed: {detail}"
+        case _, Escalated(why=why, delivered=delivered, detail=detail, dry_run=dry_run):
+            if dry_run:  # never claim a delivery that did not happen
+                outcome = "escalation not sent: dry run"
+            elif delivered:
+                outcome = "escalation delivered"
+            else:
+                outcome = f"nobody was told: {detail}"
             return _finish(
                 progress,
                 RemediationState.ESCALATED,

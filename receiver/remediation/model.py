@@ -173,6 +173,7 @@ class Escalated:
     why: str
     delivered: bool
     detail: str
+    dry_run: bool = False  # nothing was sent: the rule, or the receiver, runs dry
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

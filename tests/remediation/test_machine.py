@@ -147,7 +147,10 @@ ROWS = [
      Phase.DONE, 2, Finish(), Verdict.ESCALATED, "the rule escalates here; escalation delivered"),
     (at(Phase.ACTION, 3), Escalated("no action healed it", False, "HTTP 500"), ESCALATED,
      Phase.DONE, 3, Finish(), Verdict.ESCALATED,
-     "no action healed it; escalation failed: HTTP 500"),
+     "no action healed it; nobody was told: HTTP 500"),
+    (at(Phase.ACTION, 2), Escalated("the rule escalates here", False, "dry run", dry_run=True),
+     ESCALATED, Phase.DONE, 2, Finish(), Verdict.ESCALATED,
+     "the rule escalates here; escalation not sent: dry run"),
 ]  # fmt: skip
 
 
