@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from receiver import manifests
+from receiver import cli, manifests
 from tests import processes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -271,9 +271,35 @@ def test_the_monitoring_overlay_renders_and_its_rules_pass_promtool(tmp_path: Pa
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    webhook = one(documents, "AlertmanagerConfig")["spec"]["receivers"][0]["webhookConfigs"][0]
+    config = one(documents, "AlertmanagerConfig")
+    webhook = config["spec"]["receivers"][0]["webhookConfigs"][0]
     assert webhook["url"].endswith("/webhooks/alertmanager")
     assert webhook["httpConfig"]["authorization"]["credentials"]["key"] == "auth-token"
+    # The operator's default matcher strategy (OnNamespace) adds namespace="<its namespace>"
+    # to the AlertmanagerConfig's route: every generated alert must carry that label, and
+    # the route's own matchers must hold for it too.
+    routed = config["metadata"]["namespace"]
+    alerts = [r for group in rule["spec"]["groups"] for r in group["rules"]]
+    assert alerts
+    for alert in alerts:
+        assert alert["labels"]["namespace"] == routed
+        for matcher in config["spec"]["route"]["matchers"]:
+            assert alert["labels"][matcher["name"]] == matcher["value"]
+    # Selected by kube-prometheus-stack's default selectors (the release label).
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert one(documents, "ServiceMonitor")["metadata"]["labels"]["release"] == (
+        "kube-prometheus-stack"
+    )
+
+
+def test_the_rule_labels_are_the_users_to_set(config_dir: Path, tmp_path: Path) -> None:
+    argv = ["manifests", "--config", str(config_dir), "--output", str(tmp_path)]
+    assert cli.main([*argv, "--rule-label", "release=prometheus"]) == 0
+    rule = yaml.safe_load(
+        (tmp_path / "overlays" / "monitoring" / "prometheus-rule.yaml").read_text()
+    )
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    assert cli.main([*argv, "--rule-label", "release"]) == 2
 
 
 def test_the_alertmanager_example_passes_amtool() -> None:
