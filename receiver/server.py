@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import prometheus_client as prom
 from aiohttp import web
 
 from receiver import clock as clocks
-from receiver import configtree, durations, loadshed, pages, triage
+from receiver import configtree, durations, loadshed, openapi, pages, triage
 from receiver.actions.kubernetes import Kubernetes
 from receiver.actions.runner import Actions
 from receiver.auth import Credentials
@@ -87,6 +88,7 @@ RELOADING = web.AppKey("reloading", asyncio.Lock)
 BACKGROUND = web.AppKey("background", set)  # tasks kept referenced until they end
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+VERSION = importlib.metadata.version("selfheal-receiver")
 _PROBLEM_STATES = tuple(state.value for state in ProblemState)
 _MAX_ID = (1 << 63) - 1  # SQLite's largest integer
 
@@ -170,6 +172,7 @@ def create_app(
     app.router.add_post("/api/v1/remediations/{id}/cancel", _cancel_remediation)
     app.router.add_post("/api/v1/remediations/{id}/approve", _approve_remediation)
     app.router.add_post("/api/v1/remediations/{id}/reject", _reject_remediation)
+    app.router.add_get("/api/v1/openapi.json", _openapi)
     app.router.add_get("/", _page_index)
     app.router.add_get("/ui/remediations/{id}", _page_remediation)
     app.router.add_get("/ui/{asset:app\\.(?:js|css)}", _page_asset)
@@ -817,6 +820,10 @@ async def _decide(request: web.Request, *, approved: bool) -> web.Response:
     decision = "approved" if approved else "rejected"
     logger.info(f"remediation.{decision}", extra={"remediation": remediation_id})
     return web.json_response({"id": remediation_id, "decision": decision}, status=202)
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document(VERSION))
 
 
 # -- the web page -------------------------------------------------------------------------------

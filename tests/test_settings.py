@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from receiver import settings
+from receiver import reference, settings
 from receiver.errors import ConfigError
 from receiver.settings import Secret
 
@@ -118,13 +119,12 @@ def test_broken_yaml_is_reported(tmp_path: Path) -> None:
     assert error.message.startswith("invalid YAML: expected the node content")
 
 
-def test_the_readme_lists_every_setting() -> None:
-    import dataclasses
-
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+def test_the_configuration_reference_lists_every_setting_as_the_code_has_it() -> None:
+    page = (reference.DOCS / "configuration.md").read_text()
+    table = reference.settings_table()
+    assert reference.render(page, "settings", table) == page, "run python -m receiver.reference"
     for field in dataclasses.fields(settings.Settings):
-        row = f"| `{field.metadata['yaml']}` | `{field.metadata['env']}` |"
-        assert row in readme, f"README's configuration reference misses {field.name}"
+        assert f"| `{field.metadata['yaml']}` | `{field.metadata['env']}` |" in page
 
 
 def test_an_empty_secret_is_refused_rather_than_accepting_empty_credentials(tmp_path: Path) -> None:
