@@ -1,6 +1,6 @@
 """`receiver send-test`: post a realistic notification, as Alertmanager or Dynatrace would.
 
-For trying a deployment by hand (`kubectl port-forward svc/selfheal-receiver 8080`, then
+For trying a deployment by hand (`kubectl port-forward -n selfheal svc/selfheal-receiver 8080`, then
 `receiver send-test alertmanager`, then `receiver status`). Credentials come from
 RECEIVER_AUTH_TOKEN (or basic auth variables), or from the settings of `--config`.
 The problem key is derived from source, service and title, so `--resolved` resolves the
