@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -281,12 +281,21 @@ def request_reload(app: web.Application) -> None:
 
 async def _watch_context(app: web.Application) -> AsyncIterator[None]:
     interval = app[SETTINGS].watch_config
-    task = asyncio.create_task(_watch(app, interval), name="watch-config") if interval > 0 else None
-    yield
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with _running(_watch(app, interval) if interval > 0 else None, "watch-config"):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _running(work: Coroutine[Any, Any, None] | None, name: str) -> AsyncIterator[None]:
+    """`work` as a task for as long as the app runs (None: nothing to run)."""
+    task = asyncio.create_task(work, name=name) if work is not None else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _watch(app: web.Application, interval: float) -> None:
@@ -335,11 +344,8 @@ async def _reload_endpoint(request: web.Request) -> web.Response:
 
 
 async def _lag_context(app: web.Application) -> AsyncIterator[None]:
-    monitor = asyncio.create_task(app[LAG].run(app[SHED]), name="loop-lag")
-    yield
-    monitor.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await monitor
+    async with _running(app[LAG].run(app[SHED]), "loop-lag"):
+        yield
 
 
 async def _journal_context(app: web.Application) -> AsyncIterator[None]:
@@ -382,12 +388,8 @@ async def _journal_context(app: web.Application) -> AsyncIterator[None]:
 
 async def _retention_context(app: web.Application) -> AsyncIterator[None]:
     retention = app[SETTINGS].store_retention
-    task = asyncio.create_task(_retain(app, retention), name="retention") if retention else None
-    yield
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with _running(_retain(app, retention) if retention else None, "retention"):
+        yield
 
 
 async def _retain(app: web.Application, retention: float) -> None:

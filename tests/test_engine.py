@@ -14,6 +14,18 @@ from receiver.settings import WebhookAction
 from tests.conftest import AUTH
 from tests.engine_world import ERRORS, FAST, NS, RT, TWO_ACTIONS, TWO_RULES, WAIT, MakeWorld
 
+# Keptn >= 0.7's custom action (its own test asset's run-snow-wf) before a scaling.
+SNOW_THEN_SCALE = """
+apiVersion: spec.keptn.sh/0.1.4
+kind: Remediation
+spec:
+  remediations:
+  - problemType: response_time_p90
+    actionsOnOpen:
+    - {action: run-snow-wf, name: open a ticket, value: {priority: 2}}
+    - {action: scaling, name: scaling, value: "1"}
+"""
+
 
 async def test_healed_after_the_first_action(make_world: MakeWorld) -> None:
     world = await make_world()
@@ -392,16 +404,7 @@ async def test_a_remediation_the_engine_cannot_run_is_escalated_not_stranded(
 async def test_an_action_the_receiver_does_not_run_fails_its_step_and_the_chain_moves_on(
     make_world: MakeWorld,
 ) -> None:
-    world = await make_world("""
-apiVersion: spec.keptn.sh/0.1.4
-kind: Remediation
-spec:
-  remediations:
-  - problemType: response_time_p90
-    actionsOnOpen:
-    - {action: run-snow-wf, name: open a ticket, value: {priority: 2}}
-    - {action: scaling, name: scaling, value: "1"}
-""")
+    world = await make_world(SNOW_THEN_SCALE)
     rid = (await world.fire())["remediation_id"]
     document = await world.waiting(rid, 1)  # Keptn >= 0.7's custom action did not stop it
     first = document["steps"][0]
@@ -464,15 +467,7 @@ async def test_a_keptn_custom_action_mapped_in_receiver_yaml_runs_as_an_http_pos
     (tmp_path / "snow-token").write_text("snow-secret-0123456789\n")
     try:
         world = await make_world(
-            """
-apiVersion: spec.keptn.sh/0.1.4
-kind: Remediation
-spec:
-  remediations:
-  - problemType: response_time_p90
-    actionsOnOpen:
-    - {action: run-snow-wf, name: open a ticket, value: {priority: 2}}
-""",
+            SNOW_THEN_SCALE,
             action_webhooks={
                 "run-snow-wf": WebhookAction(
                     url=str(server.make_url("/workflows/snow")),

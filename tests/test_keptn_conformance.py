@@ -25,6 +25,20 @@ def named(table: str, key: str = "name") -> pytest.MarkDecorator:
     )
 
 
+def as_written(slo: objectives.Slo) -> list[dict[str, Any]]:
+    """The objectives as the test tables write them."""
+    return [
+        {
+            "sli": o.sli,
+            "weight": o.weight,
+            "key_sli": o.key_sli,
+            "pass": [[c.text for c in group] for group in o.pass_criteria],
+            "warning": [[c.text for c in group] for group in o.warning_criteria],
+        }
+        for o in slo.objectives
+    ]
+
+
 @named("criteria", "text")
 def test_criteria_strings_parse_as_keptn_parsed_them(case: dict[str, Any]) -> None:
     parsed = criteria.parse(case["text"])
@@ -70,32 +84,14 @@ def test_slo_files_mean_what_keptn_read_in_them(case: dict[str, Any]) -> None:
     } == case["comparison"]
     assert slo.filter == CASES["slo_filter"]
     assert {"pass": slo.total_pass, "warning": slo.total_warning} == CASES["slo_total"]
-    assert [
-        {
-            "sli": o.sli,
-            "weight": o.weight,
-            "key_sli": o.key_sli,
-            "pass": [[c.text for c in group] for group in o.pass_criteria],
-            "warning": [[c.text for c in group] for group in o.warning_criteria],
-        }
-        for o in slo.objectives
-    ] == CASES["slo_objectives"]
+    assert as_written(slo) == CASES["slo_objectives"]
 
 
 def test_an_empty_spec_version_and_an_empty_objective_load_as_keptn_loaded_them() -> None:
     case = CASES["empty_entries"]
     slo, soft = objectives.parse(yaml.safe_load(case["file"]), "slo.yaml")
     assert soft == []
-    assert [
-        {
-            "sli": o.sli,
-            "weight": o.weight,
-            "key_sli": o.key_sli,
-            "pass": [[c.text for c in group] for group in o.pass_criteria],
-            "warning": [[c.text for c in group] for group in o.warning_criteria],
-        }
-        for o in slo.objectives
-    ] == case["objectives"]
+    assert as_written(slo) == case["objectives"]
     assert scoring.evaluate(slo, {"srt": 1.0}).result == "pass"  # only an info SLI
 
 

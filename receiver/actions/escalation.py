@@ -15,11 +15,9 @@ from typing import Any
 import aiohttp
 
 from receiver.actions import retries
-from receiver.errors import ActionError, PermanentActionError, TemporaryActionError
+from receiver.errors import ActionError, PermanentActionError
 from receiver.models import ActionOutcome
 from receiver.settings import Secret
-
-_EXCERPT = 200
 
 
 class Escalation:
@@ -82,21 +80,14 @@ class Escalation:
         return ActionOutcome(detail=detail, data={"delivered": delivered, "failed": failed})
 
     async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> None:
-        try:
-            async with self._session.post(
-                url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=self._timeout)
-            ) as response:
-                status = response.status
-                text = await response.text()
-                retry_after = response.headers.get("Retry-After")
-        except TimeoutError:
-            raise TemporaryActionError(f"no answer within {self._timeout:g} s") from None
-        except aiohttp.ClientError as e:
-            raise TemporaryActionError(f"cannot deliver: {type(e).__name__} {e}") from None
-        if status >= 300:
-            raise retries.for_status(
-                status, f"answered {status}: {text[:_EXCERPT]}", retry_after=retry_after
-            )
+        await retries.post_json(
+            self._session,
+            url,
+            body,
+            headers,
+            give_up_after=self._timeout,
+            unreachable="cannot deliver",
+        )
 
 
 def slack_text(document: dict[str, Any]) -> str:

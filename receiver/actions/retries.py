@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import aiohttp
 
 from receiver.errors import ActionError, PermanentActionError, TemporaryActionError
 
@@ -18,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
+_EXCERPT = 200  # of an answer's body, in an error
 MAX_RETRY_AFTER = 30.0  # a server asking for longer is retried later by the next action
 
 
@@ -66,3 +69,30 @@ async def retrying(
             )
             await sleep(delay)
     raise AssertionError("unreachable: attempts >= 1")
+
+
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: Any,
+    headers: dict[str, str],
+    *,
+    give_up_after: float,
+    unreachable: str = "cannot reach it",
+) -> int:
+    """POST `body` as JSON; the status when it is 2xx, else the error that answer is (see
+    for_status); a timeout or a connection error is temporary."""
+    try:
+        async with session.post(
+            url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=give_up_after)
+        ) as response:
+            status = response.status
+            text = await response.text()
+            retry_after = response.headers.get("Retry-After")
+    except TimeoutError:
+        raise TemporaryActionError(f"no answer within {give_up_after:g} s") from None
+    except aiohttp.ClientError as e:
+        raise TemporaryActionError(f"{unreachable}: {type(e).__name__} {e}") from None
+    if not 200 <= status < 300:
+        raise for_status(status, f"answered {status}: {text[:_EXCERPT]}", retry_after=retry_after)
+    return status

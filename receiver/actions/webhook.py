@@ -19,11 +19,9 @@ from typing import Any
 import aiohttp
 
 from receiver.actions import retries
-from receiver.errors import PermanentActionError, TemporaryActionError
+from receiver.errors import PermanentActionError
 from receiver.models import ActionOutcome
 from receiver.settings import WebhookAction
-
-_EXCERPT = 200
 
 
 class Webhooks:
@@ -67,22 +65,9 @@ class Webhooks:
         )
 
     async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> int:
-        try:
-            async with self._session.post(
-                url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=self._timeout)
-            ) as response:
-                status = response.status
-                text = await response.text()
-                retry_after = response.headers.get("Retry-After")
-        except TimeoutError:
-            raise TemporaryActionError(f"no answer within {self._timeout:g} s") from None
-        except aiohttp.ClientError as e:
-            raise TemporaryActionError(f"cannot reach it: {type(e).__name__} {e}") from None
-        if not 200 <= status < 300:
-            raise retries.for_status(
-                status, f"answered {status}: {text[:_EXCERPT]}", retry_after=retry_after
-            )
-        return status
+        return await retries.post_json(
+            self._session, url, body, headers, give_up_after=self._timeout
+        )
 
 
 async def _read_token(path: str, name: str) -> str:

@@ -178,14 +178,7 @@ class Effects:
         """Deliver the escalation document as the step at `escalation.position`."""
         await self._store.start_step(remediation.id, escalation.position, escalation.action, None)
         document = await self._escalation_document(remediation, escalation.why)
-        result, detail, data = await _outcome(
-            self._actions.run(
-                EscalateAction(),
-                remediation.service,
-                dry_run=remediation.plan.dry_run,
-                document=document,
-            )
-        )
+        result, detail, data = await self._deliver(remediation, document)
         await self._store.finish_step(
             remediation.id, escalation.position, result=result, detail=detail, data=data
         )
@@ -223,7 +216,15 @@ class Effects:
         )
         if not self._actions.escalation.configured:
             return
-        result, detail, _ = await _outcome(
+        result, detail, _ = await self._deliver(remediation, document)
+        if result is not StepResult.SUCCEEDED:
+            log.warning("remediation.approval_request_failed", extra={"detail": detail})
+
+    async def _deliver(
+        self, remediation: Remediation, document: dict[str, Any]
+    ) -> tuple[StepResult, str, dict[str, Any]]:
+        """`document` to the escalation targets (in a dry run, nothing is sent)."""
+        return await _outcome(
             self._actions.run(
                 EscalateAction(),
                 remediation.service,
@@ -231,8 +232,6 @@ class Effects:
                 document=document,
             )
         )
-        if result is not StepResult.SUCCEEDED:
-            log.warning("remediation.approval_request_failed", extra={"detail": detail})
 
     async def _problem(self, remediation: Remediation) -> dict[str, Any]:
         timeline = await self._store.timeline(remediation.id) or {}
