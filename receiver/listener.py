@@ -20,7 +20,7 @@ import logging
 import resource
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from aiohttp import web
@@ -190,11 +190,18 @@ def run(
     except (web.GracefulExit, KeyboardInterrupt, asyncio.CancelledError):
         pass
     finally:
-        left = [task for task in asyncio.all_tasks(loop) if not task.done()]
-        for task in left:
-            task.cancel()
-        # Cancelling `main` runs its `finally`: the runner's cleanup, engine and journal.
-        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        # First `main`, whose `finally` is the orderly part: stop accepting, let requests in
+        # flight finish (SHUTDOWN_TIMEOUT), stop the engine, close the journal. Then what
+        # is left.
+        _cancel(loop, [main])
+        _cancel(loop, asyncio.all_tasks(loop))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
         logger.info("receiver.stopped")
+
+
+def _cancel(loop: asyncio.AbstractEventLoop, tasks: Iterable[asyncio.Task[Any]]) -> None:
+    pending = [task for task in tasks if not task.done()]
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))

@@ -315,7 +315,13 @@ def _fingerprint(root: Path) -> frozenset[tuple[str, int, int, int]]:
     """Each YAML file under `root` (through symlinks, as a ConfigMap volume is made) with
     what changes when it is written or swapped."""
     found = set()
-    for directory, _, names in os.walk(root, followlinks=True):
+    visited: set[str] = set()
+    for directory, subdirectories, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in visited:  # a link back up the tree: walked already, and no end to it
+            subdirectories.clear()
+            continue
+        visited.add(real)
         for name in names:
             if name.endswith((".yaml", ".yml")):
                 path = os.path.join(directory, name)

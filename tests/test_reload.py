@@ -174,3 +174,5 @@ def test_a_configmap_swapped_through_its_symlink_is_seen(tmp_path: Path) -> None
     os.symlink("..2026_11_28_v2", volume / "..data_tmp")
     os.replace(volume / "..data_tmp", volume / "..data")  # atomically, as the kubelet does
     assert server._fingerprint(volume) != before
+    os.symlink("..", volume / "..2026_11_28_v2" / "up")  # a loop: walked once, not forever
+    assert server._fingerprint(volume)
