@@ -281,21 +281,23 @@ def request_reload(app: web.Application) -> None:
 
 async def _watch_context(app: web.Application) -> AsyncIterator[None]:
     interval = app[SETTINGS].watch_config
-    async with _running(_watch(app, interval) if interval > 0 else None, "watch-config"):
-        yield
+    task = _start(_watch(app, interval) if interval > 0 else None, "watch-config")
+    yield
+    await _stop(task)
 
 
-@contextlib.asynccontextmanager
-async def _running(work: Coroutine[Any, Any, None] | None, name: str) -> AsyncIterator[None]:
+def _start(work: Coroutine[Any, Any, None] | None, name: str) -> asyncio.Task[None] | None:
     """`work` as a task for as long as the app runs (None: nothing to run)."""
-    task = asyncio.create_task(work, name=name) if work is not None else None
-    try:
-        yield
-    finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    return asyncio.create_task(work, name=name) if work is not None else None
+
+
+async def _stop(task: asyncio.Task[None] | None) -> None:
+    # Not in a `finally`: when start-up fails, aiohttp closes the contexts begun so far, and
+    # a generator being closed cannot wait; the loop's end cancels the task then.
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _watch(app: web.Application, interval: float) -> None:
@@ -350,8 +352,9 @@ async def _reload_endpoint(request: web.Request) -> web.Response:
 
 
 async def _lag_context(app: web.Application) -> AsyncIterator[None]:
-    async with _running(app[LAG].run(app[SHED]), "loop-lag"):
-        yield
+    task = _start(app[LAG].run(app[SHED]), "loop-lag")
+    yield
+    await _stop(task)
 
 
 async def _journal_context(app: web.Application) -> AsyncIterator[None]:
@@ -394,8 +397,9 @@ async def _journal_context(app: web.Application) -> AsyncIterator[None]:
 
 async def _retention_context(app: web.Application) -> AsyncIterator[None]:
     retention = app[SETTINGS].store_retention
-    async with _running(_retain(app, retention) if retention else None, "retention"):
-        yield
+    task = _start(_retain(app, retention) if retention else None, "retention")
+    yield
+    await _stop(task)
 
 
 async def _retain(app: web.Application, retention: float) -> None:
