@@ -303,17 +303,17 @@ async def _stop(task: asyncio.Task[None] | None) -> None:
 async def _watch(app: web.Application, interval: float) -> None:
     """Reload when a file of the configuration directory changed (checked every `interval`)."""
     root = app[LIVE].tree.root
-    seen = await asyncio.to_thread(_fingerprint, root)
+    seen = await asyncio.to_thread(config_fingerprint, root)
     while True:
         await asyncio.sleep(interval)
-        now = await asyncio.to_thread(_fingerprint, root)
+        now = await asyncio.to_thread(config_fingerprint, root)
         if now != seen:
             seen = now
             logger.info("config.changed", extra={"directory": str(root)})
             await reload(app)
 
 
-def _fingerprint(root: Path) -> frozenset[tuple[str, int, int, int]]:
+def config_fingerprint(root: Path) -> frozenset[tuple[str, int, int, int]]:
     """Each YAML file under `root` (through symlinks, as a ConfigMap volume is made) with
     what changes when it is written or swapped."""
     found = set()

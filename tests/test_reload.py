@@ -168,11 +168,11 @@ def test_a_configmap_swapped_through_its_symlink_is_seen(tmp_path: Path) -> None
     (volume / "..2026_11_28_v1" / "remediation.yaml").write_text(ONE_RULE)
     os.symlink("..2026_11_28_v1", volume / "..data")
     os.symlink("..data/remediation.yaml", volume / "remediation.yaml")
-    before = server._fingerprint(volume)
+    before = server.config_fingerprint(volume)
     (volume / "..2026_11_28_v2").mkdir()
     (volume / "..2026_11_28_v2" / "remediation.yaml").write_text(TWO_RULES)
     os.symlink("..2026_11_28_v2", volume / "..data_tmp")
     os.replace(volume / "..data_tmp", volume / "..data")  # atomically, as the kubelet does
-    assert server._fingerprint(volume) != before
+    assert server.config_fingerprint(volume) != before
     os.symlink("..", volume / "..2026_11_28_v2" / "up")  # a loop: walked once, not forever
-    assert server._fingerprint(volume)
+    assert server.config_fingerprint(volume)
