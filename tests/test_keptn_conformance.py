@@ -66,6 +66,30 @@ def test_a_value_against_a_fixed_threshold(case: dict[str, Any]) -> None:
     assert holds is case["holds"]
 
 
+@pytest.mark.parametrize(
+    "case",
+    CASES["criteria_sets"],
+    ids=lambda c: f"{c['source']}:{c['value']}{c['pass']}{c['aggregate']}",
+)
+def test_criteria_sets_hold_as_keptn_held_them(case: dict[str, Any]) -> None:
+    document = {
+        "comparison": {
+            "compare_with": "several_results",
+            "include_result_with_score": "pass",
+            "number_of_comparison_results": 2,
+            "aggregate_function": case["aggregate"],
+        },
+        "objectives": [{"sli": "m", "pass": [{"criteria": group} for group in case["pass"]]}],
+        "total_score": {"pass": "90%"},
+    }
+    slo, soft = objectives.parse(document, "slo.yaml")
+    assert soft == []
+    previous = [scoring.Previous(result="pass", values={"m": v}) for v in case["previous"]]
+    (objective,) = scoring.evaluate(slo, {"m": case["value"]}, previous).objectives
+    assert objective.status == ("pass" if case["holds"] else "fail")
+    assert [t.target for t in objective.targets] == [pytest.approx(t) for t in case["targets"]]
+
+
 @pytest.mark.parametrize("case", CASES["percentiles"], ids=lambda c: f"p{c['p']}")
 def test_percentiles_with_keptns_rank(case: dict[str, Any]) -> None:
     assert scoring.percentile(case["values"], case["p"]) == pytest.approx(case["expected"])
