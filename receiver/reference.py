@@ -26,6 +26,7 @@ DOCS = ROOT / "docs"
 
 def settings_table(example: Path = EXAMPLE) -> str:
     comments = _comments(example.read_text(encoding="utf-8"))
+    explained = _field_comments((Path(__file__).parent / "settings.py").read_text(encoding="utf-8"))
     rows = ["| receiver.yaml | environment | default | what |", "| --- | --- | --- | --- |"]
     for field in dataclasses.fields(Settings):
         meta = field.metadata
@@ -35,7 +36,8 @@ def settings_table(example: Path = EXAMPLE) -> str:
             default = f"— secret: the environment, or a file: `{name}_file` / `{env}_FILE`"
         else:
             default = _default(field.default, meta["kind"])
-        rows.append(f"| `{path}` | `{env}` | {default} | {comments.get(env, '')} |")
+        what = comments.get(env) or explained.get(field.name, "")
+        rows.append(f"| `{path}` | `{env}` | {default} | {what} |")
     return "\n".join(rows)
 
 
@@ -75,6 +77,24 @@ def _comments(text: str) -> dict[str, str]:
         else:
             last = None
     return {env: text.replace("|", "\\|") for env, text in found.items()}
+
+
+def _field_comments(source: str) -> dict[str, str]:
+    """Field name → the comment written above it in receiver/settings.py."""
+    found: dict[str, str] = {}
+    pending: list[str] = []
+    for line in source.splitlines():
+        stripped = line.strip()
+        if line.startswith("    # "):
+            pending.append(stripped[2:])
+            continue
+        match = re.match(r"    (\w+): .*= _field\(", line) or re.match(
+            r"    (\w+): [^=]+=\s*$", line
+        )
+        if match and pending:
+            found[match[1]] = " ".join(pending).replace("|", "\\|")
+        pending = [] if not stripped.startswith("#") else pending
+    return found
 
 
 def metrics_table() -> str:

@@ -120,10 +120,13 @@ class Settings:
 
     # Authentication is on unless switched off explicitly (which logs a warning).
     auth_disabled: bool = _field(False, "auth.disabled", "RECEIVER_AUTH_DISABLED", "bool")
+    # The bearer token webhooks and writes must carry (at least 16 characters).
     auth_token: Secret | None = _field(None, "auth.token", "RECEIVER_AUTH_TOKEN", "secret")
+    # Basic auth instead of, or beside, the token (Alertmanager's `basic_auth`).
     auth_basic_username: str | None = _field(
         None, "auth.basic_username", "RECEIVER_AUTH_BASIC_USERNAME", "optional_str"
     )
+    # Its password (at least 16 characters).
     auth_basic_password: Secret | None = _field(
         None, "auth.basic_password", "RECEIVER_AUTH_BASIC_PASSWORD", "secret"
     )
@@ -137,6 +140,7 @@ class Settings:
     auth_protect_metrics: bool = _field(
         False, "auth.protect_metrics", "RECEIVER_AUTH_PROTECT_METRICS", "bool"
     )
+    # true lets receiver.yaml hold secrets in plain text (for a throwaway setup only).
     allow_plaintext_secrets: bool = _field(
         False, "allow_plaintext_secrets", "RECEIVER_ALLOW_PLAINTEXT_SECRETS", "bool"
     )
@@ -157,17 +161,21 @@ class Settings:
     prometheus_url: str = _field(
         "http://localhost:9090", "prometheus.url", "RECEIVER_PROMETHEUS_URL", "str"
     )
+    # A bearer token for Prometheus, or basic auth below.
     prometheus_token: Secret | None = _field(
         None, "prometheus.token", "RECEIVER_PROMETHEUS_TOKEN", "secret"
     )
+    # Basic auth for Prometheus: user name and password.
     prometheus_basic_username: str | None = _field(
         None, "prometheus.basic_username", "RECEIVER_PROMETHEUS_BASIC_USERNAME", "optional_str"
     )
+    # The password of that user.
     prometheus_basic_password: Secret | None = _field(
         None, "prometheus.basic_password", "RECEIVER_PROMETHEUS_BASIC_PASSWORD", "secret"
     )
     # The tenant URL, e.g. https://abc12345.live.dynatrace.com; empty: Dynatrace SLIs fail.
     dynatrace_url: str = _field("", "dynatrace.url", "RECEIVER_DYNATRACE_URL", "str")
+    # An API token with metrics.read.
     dynatrace_token: Secret | None = _field(
         None, "dynatrace.token", "RECEIVER_DYNATRACE_TOKEN", "secret"
     )
@@ -219,6 +227,7 @@ class Settings:
         "RECEIVER_KUBERNETES_NAMESPACE_TEMPLATE",
         "str",
     )
+    # The Deployment a service maps to: the first of these names that exists.
     kubernetes_deployment_templates: tuple[str, ...] = _field(
         ("{service}-primary", "{service}"),
         "kubernetes.deployment_templates",
@@ -252,6 +261,7 @@ class Settings:
 
     # Unleash v5+ admin API; the token must be an admin (or personal access) token.
     unleash_url: str = _field("", "unleash.url", "RECEIVER_UNLEASH_URL", "str")
+    # An admin (or personal access) token of Unleash.
     unleash_token: Secret | None = _field(None, "unleash.token", "RECEIVER_UNLEASH_TOKEN", "secret")
     unleash_project: str = _field("default", "unleash.project", "RECEIVER_UNLEASH_PROJECT", "str")
     unleash_environment: str = _field(
@@ -263,9 +273,11 @@ class Settings:
     escalation_webhook_url: str = _field(
         "", "escalation.webhook_url", "RECEIVER_ESCALATION_WEBHOOK_URL", "str"
     )
+    # Sent to the escalation webhook as a bearer token.
     escalation_webhook_token: Secret | None = _field(
         None, "escalation.webhook_token", "RECEIVER_ESCALATION_WEBHOOK_TOKEN", "secret"
     )
+    # A Slack-compatible incoming webhook (a secret: the URL is the credential).
     escalation_slack_url: Secret | None = _field(
         None, "escalation.slack_url", "RECEIVER_ESCALATION_SLACK_URL", "secret"
     )
