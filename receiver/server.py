@@ -782,10 +782,15 @@ def _remediation_id(request: web.Request) -> int:
     return _number(request.match_info["id"], "id", low=0, high=_MAX_ID)
 
 
-async def _get_remediation(request: web.Request) -> web.Response:
+async def _timeline(request: web.Request) -> tuple[int, dict[str, Any] | None]:
+    """The remediation the path names and its timeline (None: there is no such one)."""
     _authorize_read(request)
     remediation_id = _remediation_id(request)
-    timeline = await request.app[JOURNAL].timeline(remediation_id)
+    return remediation_id, await request.app[JOURNAL].timeline(remediation_id)
+
+
+async def _get_remediation(request: web.Request) -> web.Response:
+    remediation_id, timeline = await _timeline(request)
     if timeline is None:
         return _error(404, "no such remediation", id=remediation_id)
     return web.json_response(timeline)
@@ -862,9 +867,7 @@ async def _page_index(request: web.Request) -> web.Response:
 
 
 async def _page_remediation(request: web.Request) -> web.Response:
-    _authorize_read(request)
-    remediation_id = _remediation_id(request)
-    timeline = await request.app[JOURNAL].timeline(remediation_id)
+    remediation_id, timeline = await _timeline(request)
     if timeline is None:
         return _error(404, "no such remediation", id=remediation_id)
     return web.Response(
