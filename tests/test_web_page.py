@@ -107,15 +107,16 @@ def test_a_person_approves_a_waiting_remediation_from_the_page(
         while state(port, rid) == "awaiting_approval":
             assert time.monotonic() < deadline, "the approval never reached the engine"
             time.sleep(0.05)
-        # The page follows by itself: the approval shows, and its buttons are gone.
-        WebDriverWait(browser, 15).until(
+        # The page follows by itself (it refreshes every 5 s): the approval shows, its
+        # buttons are gone, and the action that ran (and failed: no cluster here) is listed.
+        WebDriverWait(browser, 20).until(
             lambda d: (
                 "approved" in d.find_element(By.ID, "live").text
                 and not d.find_elements(By.CSS_SELECTOR, "button[data-action=approve]")
+                and "scaling"
+                in " ".join(e.text for e in d.find_elements(By.CSS_SELECTOR, "ol.steps"))
             )
         )
-        steps = browser.find_element(By.CSS_SELECTOR, "ol.steps").text
-        assert "scaling" in steps  # the action ran (and failed: no cluster here)
         source = browser.page_source
         assert "<img src=x" not in source  # no markup from a webhook
         errors = browser.get_log("browser")  # type: ignore[no-untyped-call]  # selenium: untyped
