@@ -83,7 +83,7 @@ class Metrics:
         )
         self.remediations_in_progress = prom.Gauge(
             "receiver_remediations_in_progress",
-            "Remediations pending or running.",
+            "Remediations under way: queued, awaiting approval or running.",
             registry=registry,
         )
         self.action_seconds = prom.Histogram(
