@@ -187,6 +187,8 @@ _PRUNE_BATCH = 500  # rows looked at per retention transaction; intake commits b
 _FINISHED = tuple(state.value for state in RemediationState if state.finished)
 # Under way: queued, awaiting approval or running (an SQL list, of the enum's own values).
 _UNDER_WAY = "(" + ", ".join(f"'{s.value}'" for s in RemediationState if not s.finished) + ")"
+# The problems a remediation is for: its own and those that joined it (two ? for its id).
+_PROBLEMS_OF = "(remediation_id = ? OR id = (SELECT problem_id FROM remediations WHERE id = ?))"
 
 
 @dataclasses.dataclass(slots=True)
@@ -534,13 +536,7 @@ class SQLiteJournal:
         return await self.read(query)
 
     async def load(self, remediation_id: int) -> Remediation | None:
-        def query(connection: sqlite3.Connection) -> Remediation | None:
-            row = connection.execute(
-                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE id = ?", (remediation_id,)
-            ).fetchone()
-            return _remediation(connection, row) if row else None
-
-        return await self.read(query)
+        return await self.read(lambda connection: _load(connection, remediation_id))
 
     async def save(
         self,
@@ -653,8 +649,7 @@ class SQLiteJournal:
     async def unresolved_problems(self, remediation_id: int) -> int:
         def query(connection: sqlite3.Connection) -> int:
             ((count,),) = connection.execute(
-                "SELECT COUNT(*) FROM problems WHERE state = 'open' AND (remediation_id = ?"
-                " OR id = (SELECT problem_id FROM remediations WHERE id = ?))",
+                f"SELECT COUNT(*) FROM problems WHERE state = 'open' AND {_PROBLEMS_OF}",
                 (remediation_id, remediation_id),
             )
             return int(count)
@@ -724,13 +719,8 @@ class SQLiteJournal:
 
     async def request_cancel(self, remediation_id: int) -> Remediation | None:
         def job(connection: sqlite3.Connection, now: float) -> Remediation | None:
-            row = connection.execute(
-                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE id = ?", (remediation_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            remediation = _remediation(connection, row)
-            if not remediation.progress.state.finished:
+            remediation = _load(connection, remediation_id)
+            if remediation is not None and not remediation.progress.state.finished:
                 connection.execute(
                     "UPDATE remediations SET cancel_requested = 1 WHERE id = ?", (remediation_id,)
                 )
@@ -743,13 +733,8 @@ class SQLiteJournal:
 
     async def decide_approval(self, remediation_id: int, *, approved: bool) -> Remediation | None:
         def job(connection: sqlite3.Connection, now: float) -> Remediation | None:
-            row = connection.execute(
-                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE id = ?", (remediation_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            remediation = _remediation(connection, row)
-            if _awaits_decision(remediation):
+            remediation = _load(connection, remediation_id)
+            if remediation is not None and _awaits_decision(remediation):
                 connection.execute(
                     "UPDATE remediations SET approval = ? WHERE id = ?",
                     ("approved" if approved else "rejected", remediation_id),
@@ -1293,25 +1278,14 @@ def _prune_remediations(
         and ended_at < cutoff
         and (scale_back is None or json.loads(scale_back)["state"] == ScaleBackState.DONE)
     ]
-    gone = [
-        remediation_id
-        for remediation_id in ended
-        if not connection.execute(
-            "SELECT 1 FROM problems WHERE (remediation_id = ? OR id = (SELECT problem_id FROM"
-            " remediations WHERE id = ?)) AND (state = 'open' OR last_seen >= ?) LIMIT 1",
-            (remediation_id, remediation_id, cutoff),
-        ).fetchone()
-    ]
     pruned = Pruned()
-    for remediation_id in gone:
-        problems = [
-            problem_id
-            for (problem_id,) in connection.execute(
-                "SELECT id FROM problems WHERE remediation_id = ? UNION"
-                " SELECT problem_id FROM remediations WHERE id = ?",
-                (remediation_id, remediation_id),
-            )
-        ]
+    for remediation_id in ended:
+        problems = connection.execute(
+            f"SELECT id, state, last_seen FROM problems WHERE {_PROBLEMS_OF}",
+            (remediation_id, remediation_id),
+        ).fetchall()
+        if any(state == ProblemState.OPEN.value or seen >= cutoff for _, state, seen in problems):
+            continue  # a problem it was for is open, or was heard of lately: it stays
         connection.execute("DELETE FROM steps WHERE remediation_id = ?", (remediation_id,))
         connection.execute(  # the evaluation stays: the history relative criteria compare with
             "UPDATE evaluations SET remediation_id = NULL WHERE remediation_id = ?",
@@ -1321,7 +1295,8 @@ def _prune_remediations(
             "UPDATE problems SET remediation_id = NULL WHERE remediation_id = ?", (remediation_id,)
         )
         connection.execute("DELETE FROM remediations WHERE id = ?", (remediation_id,))
-        pruned += Pruned(remediations=1) + _delete_problems(connection, problems)
+        gone = [problem_id for problem_id, _, _ in problems]
+        pruned += Pruned(remediations=1) + _delete_problems(connection, gone)
     return pruned, rows[-1][0]
 
 
@@ -1433,6 +1408,13 @@ _REMEDIATION_COLUMNS = (
     "id, problem_id, project, stage, service, plan, state, phase, step, phase_until,"
     " cancel_requested, reason, approval"
 )
+
+
+def _load(connection: sqlite3.Connection, remediation_id: int) -> Remediation | None:
+    row = connection.execute(
+        f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE id = ?", (remediation_id,)
+    ).fetchone()
+    return _remediation(connection, row) if row else None
 
 
 def _awaits_decision(remediation: Remediation) -> bool:
