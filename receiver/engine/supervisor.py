@@ -77,7 +77,6 @@ class Engine:
         leader: leadership.Leadership | None = None,
     ) -> None:
         self._store = store
-        self._tree = tree
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
@@ -109,7 +108,7 @@ class Engine:
     def reconfigure(self, settings: Settings, tree: ConfigTree) -> None:
         """A reloaded configuration, in force from the next use on: a remediation under way
         keeps its journaled plan, and reads waits, windows and SLO files as they are now."""
-        self._settings, self._tree = settings, tree
+        self._settings = settings
         self._effects.reconfigure(settings, tree)
         self._driver.reconfigure(settings)
 
