@@ -68,20 +68,36 @@ class ShedSummary:
         self._since = now
 
 
+class Throttle:
+    """At most one of each key per `every` seconds, and how many were held back meanwhile:
+    what keeps a flood of the same event to a line a second."""
+
+    def __init__(self, *, every: float = 1.0) -> None:
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._held: collections.Counter[str] = collections.Counter()
+
+    def passes(self, key: str) -> int | None:
+        """None: hold this one back; else it passes, and so many were held since the last."""
+        now = time.monotonic()
+        if now - self._last.get(key, -self.every) < self.every:
+            self._held[key] += 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)
+
+
 class RejectLog:
     """Requests refused for what they carried (401, 400, 413): the first of each reason
     logged at once with why and from where, then at most one line per `every` seconds per
     reason, saying how many went unlogged meanwhile."""
 
     def __init__(self, *, every: float = 1.0) -> None:
-        self.every = every
-        self._last: dict[str, float] = {}
-        self._dropped: collections.Counter[str] = collections.Counter()
+        self._throttle = Throttle(every=every)
 
     def log(self, reason: str, *, path: str, remote: str, detail: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(reason, -self.every) < self.every:
-            self._dropped[reason] += 1
+        unlogged = self._throttle.passes(reason)
+        if unlogged is None:
             return
         logger.warning(
             "http.rejected",
@@ -90,7 +106,6 @@ class RejectLog:
                 "path": path,
                 "remote": remote,
                 "detail": detail,
-                "unlogged_since": self._dropped.pop(reason, 0),
+                "unlogged_since": unlogged,
             },
         )
-        self._last[reason] = now

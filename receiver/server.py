@@ -101,8 +101,7 @@ class _ClientErrors(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._last = 0.0
-        self._dropped = 0
+        self._throttle = loadshed.Throttle(every=1.0)
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
@@ -113,15 +112,13 @@ class _ClientErrors(logging.Filter):
             | ConnectionResetError,
         ):
             return True
-        now = time.monotonic()
-        if now - self._last < 1.0:
-            self._dropped += 1
+        dropped = self._throttle.passes("bad_request")
+        if dropped is None:
             return False
         record.msg, record.args = "http.bad_request", ()
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.exc_info = record.exc_text = None
-        record.__dict__.update(error=type(error).__name__, dropped=self._dropped)
-        self._last, self._dropped = now, 0
+        record.__dict__.update(error=type(error).__name__, dropped=dropped)
         return True
 
 
