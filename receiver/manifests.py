@@ -113,10 +113,13 @@ def render(
 ) -> dict[str, str]:
     """File name under manifests/ → its text. `deployment_env`: the environment the
     Deployment sets, which wins over receiver.yaml in the pod (the URLs egress goes to)."""
-    documents = _documents(config_dir, namespace=namespace, rule_labels=rule_labels or RULE_LABELS)
-    config = settings.load(config_dir, environ=deployment_env or {})
+    tree = configtree.scan(config_dir)
+    documents = _documents(
+        config_dir, tree, namespace=namespace, rule_labels=rule_labels or RULE_LABELS
+    )
+    in_pod = settings.load(config_dir, environ=deployment_env or {})
     documents["base/generated/networkpolicy.yaml"] = [
-        _network_policy(configtree.scan(config_dir), config, namespace, webhooks_from)
+        _network_policy(tree, in_pod, namespace, webhooks_from)
     ]
     return {
         name: HEADER
@@ -126,10 +129,13 @@ def render(
 
 
 def _documents(
-    config_dir: Path, *, namespace: str, rule_labels: dict[str, str]
+    config_dir: Path,
+    tree: configtree.ConfigTree,
+    *,
+    namespace: str,
+    rule_labels: dict[str, str],
 ) -> dict[str, list[dict[str, Any]]]:
     config = settings.load(config_dir, environ={})
-    tree = configtree.scan(config_dir)
     paths = sorted(
         [Path(settings.SETTINGS_FILE)] if (config_dir / settings.SETTINGS_FILE).exists() else []
     ) + sorted(tree.files)
