@@ -302,7 +302,7 @@ def run_rules(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             continue
-        foreign = evaluation.foreign_queries(tree, service_slo)
+        foreign = evaluation.foreign_queries(service_slo)
         for error in foreign:
             print(f"receiver: {error}", file=sys.stderr)
         if foreign:  # PromQL rules from a Dynatrace selector: promtool would reject them

@@ -18,6 +18,8 @@ from receiver.models import ServiceRef
 from receiver.slo import builtins, dynatrace, indicators, objectives, providers, scoring
 from receiver.slo.providers import Provider
 
+BUILT_IN, JOURNAL = "built-in", "journal"  # where an SLI no sli.yaml defines comes from
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class ServiceSlo:
@@ -27,7 +29,7 @@ class ServiceSlo:
     slo: objectives.Slo
     queries: dict[str, str]
     provider: str
-    # Where each SLI of the objectives comes from: an sli.yaml, "built-in", or "journal".
+    # Where each SLI comes from: an sli.yaml's path, BUILT_IN or JOURNAL.
     sources: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -67,9 +69,9 @@ def load(
             continue
         built_in = builtins.query(name, provider, filter=slo.filter, deployment=deployment)
         if name == builtins.PROBLEM_OPEN:
-            sources[name] = "journal"
+            sources[name] = JOURNAL
         elif built_in is not None:
-            queries[name], sources[name] = built_in, "built-in"
+            queries[name], sources[name] = built_in, BUILT_IN
     return ServiceSlo(service=ref, slo=slo, queries=queries, provider=provider, sources=sources)
 
 
@@ -219,7 +221,7 @@ def check(tree: configtree.ConfigTree, *, default_provider: str) -> list[ConfigE
         errors.extend(soft)
         if service_slo is not None:
             errors.extend(missing_queries(service_slo, str(slo_file)))
-            errors.extend(foreign_queries(tree, service_slo))
+            errors.extend(foreign_queries(service_slo))
     return _unique(errors)
 
 
@@ -246,7 +248,7 @@ def warnings(tree: configtree.ConfigTree, *, default_provider: str) -> list[Conf
     return _unique(found)
 
 
-def foreign_queries(tree: configtree.ConfigTree, service_slo: ServiceSlo) -> list[ConfigError]:
+def foreign_queries(service_slo: ServiceSlo) -> list[ConfigError]:
     """Queries of the other provider, by file and path: a Dynatrace metric selector where
     Prometheus will be asked (sent as PromQL it fails, and promtool rejects the alert rule
     made of it), or PromQL where Dynatrace will be asked."""
@@ -254,24 +256,24 @@ def foreign_queries(tree: configtree.ConfigTree, service_slo: ServiceSlo) -> lis
     if provider not in ("prometheus", "dynatrace"):
         return []
     found = []
-    for file in tree.sli_files(service_slo.service, provider):
-        for name, query in indicators.parse(configtree.load_yaml(file), str(file)).items():
-            if service_slo.queries.get(name) != query:
-                continue  # a more specific file defines it
-            if provider == "prometheus" and is_dynatrace_selector(query):
-                what, other = "a Dynatrace metric selector", "dynatrace"
-            elif provider == "dynatrace" and looks_like_promql(query):
-                what, other = "PromQL", "prometheus"
-            else:
-                continue
-            found.append(
-                ConfigError(
-                    str(file),
-                    f"indicators.{name}",
-                    f"{what}, but the SLIs of {service_slo.service} come from {provider}:"
-                    f" set `provider: {other}` in this sli.yaml (or sli.provider)",
-                )
+    for name, source in service_slo.sources.items():  # each query in force, and its file
+        if source in (BUILT_IN, JOURNAL):
+            continue
+        query = service_slo.queries[name]
+        if provider == "prometheus" and is_dynatrace_selector(query):
+            what, other = "a Dynatrace metric selector", "dynatrace"
+        elif provider == "dynatrace" and looks_like_promql(query):
+            what, other = "PromQL", "prometheus"
+        else:
+            continue
+        found.append(
+            ConfigError(
+                source,
+                f"indicators.{name}",
+                f"{what}, but the SLIs of {service_slo.service} come from {provider}:"
+                f" set `provider: {other}` in this sli.yaml (or sli.provider)",
             )
+        )
     return found
 
 
