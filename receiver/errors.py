@@ -82,4 +82,8 @@ class JournalOverloaded(JournalError):
 
 
 class JournalUnavailable(JournalError):
-    """SQLite refused the write (locked, disk full, closed)."""
+    """The database refused the write (locked, disk full, unreachable, closed)."""
+
+
+class JournalFenced(JournalError):
+    """The engine's write came from a process that no longer leads: another took over."""

@@ -81,6 +81,17 @@ class Metrics:
             ["state"],
             registry=registry,
         )
+        self.leader = prom.Gauge(
+            "receiver_leader",
+            "1 while this replica leads (runs the remediations), 0 while it follows.",
+            registry=registry,
+        )
+        self.leadership_changes = prom.Counter(
+            "receiver_leadership_changes",
+            "Times this replica became leader or follower.",
+            ["to"],
+            registry=registry,
+        )
         self.remediations_in_progress = prom.Gauge(
             "receiver_remediations_in_progress",
             "Remediations under way: queued, awaiting approval or running.",

@@ -39,7 +39,7 @@ from receiver.errors import (
     Overloaded,
     PayloadError,
 )
-from receiver.journal import Journal, open_journal
+from receiver.journal import Journal, open_journal, replica_identity
 from receiver.metrics import Metrics
 from receiver.models import (
     Notification,
@@ -369,6 +369,7 @@ async def _journal_context(app: web.Application) -> AsyncIterator[None]:
         max_pending=settings.store_max_pending,
         busy_timeout=settings.store_busy_timeout,
         max_queued_per_service=settings.remediation_max_queued_per_service,
+        password_file=settings.store_password_file,
         clock=app[CLOCK].now,  # one time for journal and engine: cooldowns compare them
     )
     await journal.open()
@@ -383,7 +384,8 @@ async def _journal_context(app: web.Application) -> AsyncIterator[None]:
     logger.info(
         "journal.opened",
         extra={
-            "path": settings.store_path,
+            "store": journal.where,
+            "backend": journal.backend,
             "synchronous": settings.store_synchronous,
             "open_problems": journal.open_problems,
         },
@@ -452,7 +454,7 @@ async def _actions_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _engine_context(app: web.Application) -> AsyncIterator[None]:
-    settings, session = app[SETTINGS], app[HTTP]
+    settings, session, journal = app[SETTINGS], app[HTTP], app[JOURNAL]
     engine = Engine(
         store=app[JOURNAL],
         actions=app[ACTIONS],
@@ -462,6 +464,7 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
         sli_providers=lambda name: providers.create(name, session, app[LIVE].settings),
         metrics=app[METRICS],
         clock=app[CLOCK],
+        leader=journal.leadership(replica_identity(), settings.leadership_lease),
     )
     app[ENGINE] = engine
     await engine.start()
@@ -902,8 +905,12 @@ async def _readyz(request: web.Request) -> web.Response:
     # work, and taking the pod out of the Service would only lose notifications.
     cannot_run = request.app[ACTIONS].cannot_run()
     checks["kubernetes"] = request.app[ACTIONS].kubernetes.unavailable or "connected"
+    journal = request.app[JOURNAL]
     document: dict[str, Any] = {
         "status": "ready" if ready else "not ready",
+        # Every replica takes webhooks and serves reads; the leader runs the remediations.
+        "role": request.app[ENGINE].role,
+        "store": {"backend": journal.backend, "where": journal.where},
         "checks": checks,
         "actions_unavailable": cannot_run,
     }

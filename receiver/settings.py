@@ -96,6 +96,7 @@ class Settings:
     max_connections: int = _field(1000, "server.max_connections", "RECEIVER_MAX_CONNECTIONS", "int")
 
     # In the working directory by default; the Kubernetes manifests point it at a volume.
+    # A file path is SQLite; postgresql://user@host:port/db is PostgreSQL (several replicas).
     store_path: str = _field("receiver-journal.db", "store.path", "RECEIVER_STORE", "str")
     # FULL: the WAL is fsynced before a webhook is acknowledged, so a power loss loses nothing
     # acknowledged. NORMAL survives a process crash but may lose the last commits on power loss.
@@ -116,6 +117,15 @@ class Settings:
     # How long a write waits for a lock held by another process before answering 503.
     store_busy_timeout: float = _field(
         5.0, "store.busy_timeout", "RECEIVER_STORE_BUSY_TIMEOUT", "duration"
+    )
+    # PostgreSQL only: a file holding the password (a mounted Secret), read at each connect.
+    store_password_file: str | None = _field(
+        None, "store.password_file", "RECEIVER_STORE_PASSWORD_FILE", "str"
+    )
+    # Several replicas on PostgreSQL: a leader that stops renewing its lease (dead, paused,
+    # cut off) is replaced this long after its last renewal; it stops acting a fifth sooner.
+    leadership_lease: float = _field(
+        10.0, "leadership.lease", "RECEIVER_LEADERSHIP_LEASE", "duration"
     )
 
     # Authentication is on unless switched off explicitly (which logs a warning).

@@ -93,7 +93,7 @@ class Driver:
                 remediation = await self._store.load(remediation_id)
                 if remediation is None or remediation.progress.finished:
                     return
-                await self._stops_found_in_the_journal(remediation, inbox)
+                await self.stops_found_in_the_journal(remediation, inbox)
                 await self._loop(remediation, inbox, log)
                 return
             except asyncio.CancelledError:
@@ -112,7 +112,7 @@ class Driver:
                     await self._give_up(remediation, e, log)
                 return
 
-    async def _stops_found_in_the_journal(self, remediation: Remediation, inbox: Inbox) -> None:
+    async def stops_found_in_the_journal(self, remediation: Remediation, inbox: Inbox) -> None:
         """A cancel or a resolve committed while nobody acted on it (the receiver was down,
         it came before this process subscribed, or its transition could not be saved) is in
         the journal: deliver it. A second copy in the inbox is harmless: the first ends it."""

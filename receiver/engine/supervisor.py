@@ -8,8 +8,13 @@ remediation is one `Running` object: its task and its inbox.
 
 Remediations of one service run one after the other in the order they were created (an
 asyncio.Lock wakes its waiters first come, first served); different services run
-concurrently. Only the holder of the leadership acts; for one process with SQLite the
-leadership is trivially its own.
+concurrently.
+
+Only the leader acts. For one process on its SQLite file the leadership is its own from the
+start; replicas on PostgreSQL hold a lease. While it leads, the engine runs every unfinished
+remediation, scale-back and expiry; when it loses the lease it stops them all at once (the
+journal already refuses their writes) and waits to lead again, while its router keeps
+draining the journal's events. A new leader resumes from the journal, as after a restart.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import logging
 from receiver import clock as clocks
 from receiver.actions.runner import Actions
 from receiver.configtree import ConfigTree
-from receiver.engine import leadership
 from receiver.engine.driver import Driver, Inbox
 from receiver.engine.effects import Effects, SliProviders
 from receiver.errors import JournalError
@@ -29,9 +33,12 @@ from receiver.journal import (
     ApprovalDecided,
     CancelRequested,
     JournalEvent,
+    Leadership,
     ProblemResolved,
     RemediationCreated,
     RemediationStore,
+    Resync,
+    Solo,
 )
 from receiver.metrics import Metrics
 from receiver.models import ServiceRef
@@ -74,13 +81,13 @@ class Engine:
         sli_providers: SliProviders,
         metrics: Metrics,
         clock: clocks.Clock,
-        leader: leadership.Leadership | None = None,
+        leader: Leadership | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
-        self._leadership = leader or leadership.Solo()
+        self._leadership = leader or Solo()
         self._effects = Effects(
             store=store,
             actions=actions,
@@ -104,6 +111,8 @@ class Engine:
         self._feed: asyncio.Queue[JournalEvent] | None = None
         self._router: asyncio.Task[None] | None = None
         self._expiry: asyncio.Task[None] | None = None
+        self._leading = False
+        self._lead: asyncio.Task[None] | None = None
 
     def reconfigure(self, settings: Settings, tree: ConfigTree) -> None:
         """A reloaded configuration, in force from the next use on: a remediation under way
@@ -114,14 +123,53 @@ class Engine:
 
     # -- life cycle --------------------------------------------------------------------------
 
+    @property
+    def role(self) -> str:
+        return "leader" if self._leading else "follower"
+
     async def start(self) -> None:
-        """Subscribe first (nothing committed from now on is missed), then resume every
-        unfinished remediation, oldest first, and every scale-back still to come."""
+        """Subscribe first (nothing committed from now on is missed); lead if this process
+        may (the only one on its journal at once; a replica when it holds the lease), and
+        from then on whenever it may again."""
         self._feed = self._store.subscribe()
-        await self._leadership.acquire()
+        self._router = asyncio.create_task(self._route(self._feed), name="engine-router")
+        if await self._leadership.acquire(wait=False):
+            await self._take_over()
+        self._lead = asyncio.create_task(self._follow_and_lead(), name="engine-leadership")
+
+    async def stop(self) -> None:
+        tasks = [task for task in (self._lead, self._router) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._step_down(lost=False)
+        await self._leadership.release()
+
+    async def _follow_and_lead(self) -> None:
+        while True:
+            if not self._leading:
+                await self._leadership.acquire()
+                await self._take_over()
+            await self._leadership.lost()
+            await self._step_down()
+
+    async def _take_over(self) -> None:
+        """Resume every unfinished remediation, oldest first, and every scale-back still to
+        come; expire stale problems from now on."""
+        self._leading = True
+        self._metrics.leader.set(1)
+        self._metrics.leadership_changes.labels(to="leader").inc()
+        logger.info("engine.leading")
         for scale_back in await self._store.scale_backs():
             self._spawn_scale_back(scale_back)
+        await self._resume()
+        if self._settings.problems_stale_after > 0:
+            self._expiry = asyncio.create_task(self._expire(), name="engine-expiry")
+
+    async def _resume(self) -> None:
         for remediation in await self._store.unfinished():
+            if remediation.id in self._running:
+                continue
             self._spawn(remediation.id, remediation.service)
             logger.info(
                 "remediation.resumed",
@@ -131,15 +179,12 @@ class Engine:
                     "step": remediation.progress.position,
                 },
             )
-        self._router = asyncio.create_task(self._route(self._feed), name="engine-router")
-        if self._settings.problems_stale_after > 0:
-            self._expiry = asyncio.create_task(self._expire(), name="engine-expiry")
 
-    async def stop(self) -> None:
+    async def _step_down(self, *, lost: bool = True) -> None:
+        """Stop acting: every remediation, scale-back and the expiry, at once."""
         tasks = [
             *(r.task for r in self._running.values() if r.task is not None),
             *(s.task for s in self._scale_backs.values() if s.task is not None),
-            *([self._router] if self._router is not None else []),
             *([self._expiry] if self._expiry is not None else []),
         ]
         for task in tasks:
@@ -147,13 +192,29 @@ class Engine:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._running.clear()
         self._scale_backs.clear()
-        await self._leadership.release()
+        self._expiry = None
+        self._metrics.remediations_in_progress.set(0)
+        if self._leading:
+            self._leading = False
+            self._metrics.leader.set(0)
+            self._metrics.leadership_changes.labels(to="follower").inc()
+            if lost:
+                logger.warning(
+                    "engine.following", extra={"detail": "lost the lease: stopped acting"}
+                )
 
     # -- what the journal tells it -----------------------------------------------------------
 
     async def _route(self, feed: asyncio.Queue[JournalEvent]) -> None:
+        """Events about remediations this process runs; a follower runs none, and only
+        drains them."""
         while True:
-            match await feed.get():
+            event = await feed.get()
+            if not self._leading:
+                continue
+            match event:
+                case Resync():  # events may have been missed: what is under way, again
+                    await self._resync()
                 case RemediationCreated(remediation_id=remediation_id, service=service):
                     self._spawn(remediation_id, service)
                 case ProblemResolved(remediation_id=remediation_id, open_left=0, expired=expired):
@@ -172,6 +233,16 @@ class Engine:
                     if remediation_id in self._running:
                         decision = Approved() if approved else Rejected()
                         self._running[remediation_id].inbox.put_nowait(decision)
+
+    async def _resync(self) -> None:
+        try:
+            await self._resume()
+            for running in list(self._running.values()):
+                remediation = await self._store.load(running.remediation_id)
+                if remediation is not None:
+                    await self._driver.stops_found_in_the_journal(remediation, running.inbox)
+        except JournalError as e:  # the drivers find what they missed when they reload
+            logger.warning("engine.resync_failed", extra={"error": str(e)})
 
     async def _expire(self) -> None:
         """Close stale problems now and then (what a stopped remediation then does is the

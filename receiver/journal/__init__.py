@@ -6,8 +6,12 @@ evaluation history and the reads the API serves.
     Reads             what the API and the CLI show
 
 `open_journal(url)` picks the backend: a path is SQLite (sqlite.py, the default; one writer
-process). No caller above this package sees a database driver or a row: errors are
-JournalError, results are values from receiver.models and receiver.remediation.model.
+process), a postgresql:// URL is PostgreSQL (postgres.py; several replicas share it). No
+caller above this package sees a database driver or a row: errors are JournalError, results
+are values from receiver.models and receiver.remediation.model.
+
+    Leadership        who may act: the engine runs only while its process leads, and the
+                      engine's writes are fenced (refused once another process took over)
 
 The engine is fed from the journal, not from the HTTP handler: after a commit, the journal
 publishes what it changed (`JournalEvent`) to its subscribers, so that the process that acts
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -63,7 +69,51 @@ class ApprovalDecided:
     approved: bool
 
 
-JournalEvent = RemediationCreated | ProblemResolved | CancelRequested | ApprovalDecided
+@dataclasses.dataclass(frozen=True, slots=True)
+class Resync:
+    """Events may have been missed (the connection that brings them was lost): whoever acts
+    reads what is under way again."""
+
+
+JournalEvent = RemediationCreated | ProblemResolved | CancelRequested | ApprovalDecided | Resync
+
+
+class Leadership(Protocol):
+    """Who may act. Every replica records webhooks and serves reads; only the leader runs
+    remediations, and the journal refuses the engine's writes (JournalFenced) from a process
+    that no longer leads."""
+
+    @property
+    def leading(self) -> bool: ...
+
+    async def acquire(self, *, wait: bool = True) -> bool:
+        """Return once this process leads (True); without `wait`, after one try (whether
+        it leads)."""
+        ...
+
+    async def lost(self) -> None:
+        """Return once this process no longer leads (it may acquire again)."""
+        ...
+
+    async def release(self) -> None:
+        """Step down, so that another replica takes over at once."""
+        ...
+
+
+class Solo:
+    """The only process on its journal (SQLite, held under a file lock): it leads from the
+    start and never loses it."""
+
+    leading = True
+
+    async def acquire(self, *, wait: bool = True) -> bool:
+        return True
+
+    async def lost(self) -> None:
+        await asyncio.Event().wait()  # never
+
+    async def release(self) -> None:
+        return None
 
 
 class Intake(Protocol):
@@ -254,9 +304,27 @@ class Journal(Intake, RemediationStore, Reads, Retention, Protocol):
         """What the journal takes on disk."""
         ...
 
+    backend: str  # sqlite | postgresql
+    where: str  # the file, or the database (without credentials): for logs and /readyz
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    def leadership(self, identity: str, lease: float) -> Leadership:
+        """Who acts on this journal: `identity` names this process, `lease` is how long a
+        leader that stopped renewing (dead, paused, cut off) keeps it."""
+        ...
+
+
+def replica_identity() -> str:
+    """This process among the replicas: the pod's name (POD_NAME, from the downward API) or
+    the host's, and the process id."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}/{os.getpid()}"
+
+
+def is_postgresql(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
 
 
 def open_journal(
@@ -266,9 +334,23 @@ def open_journal(
     max_pending: int = 1000,
     busy_timeout: float = 5.0,
     max_queued_per_service: int = 3,
+    password_file: str | None = None,
     clock: Callable[[], float],
 ) -> Journal:
-    """The journal at `url` (not opened yet): a file path is SQLite."""
+    """The journal at `url` (not opened yet): a postgresql:// URL is PostgreSQL (the password
+    from the URL, `password_file`, PGPASSWORD or a passfile; TLS as libpq's sslmode,
+    sslrootcert, … in the URL), anything else a SQLite file."""
+    if is_postgresql(url):
+        from receiver.journal import postgres  # imports psycopg: only when it is used
+
+        return postgres.PostgresJournal(
+            url,
+            max_pending=max_pending,
+            busy_timeout=busy_timeout,
+            max_queued_per_service=max_queued_per_service,
+            password_file=password_file,
+            clock=clock,
+        )
     from receiver.journal import sqlite  # the backend imports this module's interface
 
     return sqlite.SQLiteJournal(
@@ -286,6 +368,10 @@ def read_history(
 ) -> list[tuple[str, dict[str, float | None]]]:
     """Evaluation history for tools beside the service, read-only; JournalUnavailable when
     there is no journal (or none with evaluations) at `url`."""
+    if is_postgresql(url):
+        from receiver.journal import postgres
+
+        return postgres.read_history(url, ref, results=results, limit=limit)
     from receiver.journal import sqlite
 
     return sqlite.read_history(url, ref, results=results, limit=limit)
@@ -294,6 +380,10 @@ def read_history(
 def read_open_problems(url: str, ref: ServiceRef) -> int:
     """Open problems of `ref`, read-only, for tools beside the service; JournalUnavailable
     when there is no journal at `url`."""
+    if is_postgresql(url):
+        from receiver.journal import postgres
+
+        return postgres.read_open_problems(url, ref)
     from receiver.journal import sqlite
 
     return sqlite.read_open_problems(url, ref)

@@ -30,8 +30,8 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import IO, Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO, Any, Protocol, TypeVar
 
 from receiver import durations
 from receiver.clock import iso
@@ -41,9 +41,11 @@ from receiver.journal import (
     ApprovalDecided,
     CancelRequested,
     JournalEvent,
+    Leadership,
     ProblemResolved,
     Pruned,
     RemediationCreated,
+    Solo,
 )
 from receiver.models import (
     Notification,
@@ -73,7 +75,30 @@ from receiver.remediation.model import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Job = Callable[[sqlite3.Connection, float], T]
+
+
+class Cursor(Protocol):
+    """What the statements here use of a DB-API cursor (sqlite3's, or psycopg's)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """A connection that takes this module's statements (qmark placeholders)."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+
+Job = Callable[[Connection, float], T]
 
 SCHEMA_VERSION = 4
 # What each version adds to the one before; a journal is brought up to date when opened.
@@ -128,19 +153,6 @@ CREATE TABLE IF NOT EXISTS notifications (
     problem_id INTEGER REFERENCES problems (id)
 );
 CREATE INDEX IF NOT EXISTS notifications_problem ON notifications (problem_id);
-CREATE TABLE IF NOT EXISTS evaluations (
-    id INTEGER PRIMARY KEY,
-    project TEXT NOT NULL, stage TEXT NOT NULL, service TEXT NOT NULL,
-    window_start REAL NOT NULL,
-    window_end REAL NOT NULL,
-    result TEXT NOT NULL,             -- pass | warning | fail
-    score REAL NOT NULL,
-    sli_values TEXT NOT NULL,         -- JSON {sli: number or null}, history for relative criteria
-    detail TEXT NOT NULL,             -- JSON: objectives, targets, reasons
-    created_at REAL NOT NULL,
-    remediation_id INTEGER REFERENCES remediations (id),
-    step INTEGER                      -- the position of the action it judged
-);
 CREATE TABLE IF NOT EXISTS remediations (
     id INTEGER PRIMARY KEY,
     problem_id INTEGER NOT NULL UNIQUE REFERENCES problems (id),  -- one per open problem
@@ -156,6 +168,19 @@ CREATE TABLE IF NOT EXISTS remediations (
     started_at REAL,
     ended_at REAL,
     scale_back TEXT                   -- JSON, after a healed scaling: waiting | due | done
+);
+CREATE TABLE IF NOT EXISTS evaluations (
+    id INTEGER PRIMARY KEY,
+    project TEXT NOT NULL, stage TEXT NOT NULL, service TEXT NOT NULL,
+    window_start REAL NOT NULL,
+    window_end REAL NOT NULL,
+    result TEXT NOT NULL,             -- pass | warning | fail
+    score REAL NOT NULL,
+    sli_values TEXT NOT NULL,         -- JSON {sli: number or null}, history for relative criteria
+    detail TEXT NOT NULL,             -- JSON: objectives, targets, reasons
+    created_at REAL NOT NULL,
+    remediation_id INTEGER REFERENCES remediations (id),
+    step INTEGER                      -- the position of the action it judged
 );
 CREATE INDEX IF NOT EXISTS remediations_service ON remediations (project, stage, service, id);
 CREATE TABLE IF NOT EXISTS steps (
@@ -196,9 +221,14 @@ class _Request:
     job: Job[Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    fenced: bool = False  # the engine's: refused once this process no longer leads
 
 
 class SQLiteJournal:
+    backend = "sqlite"
+    # What a failing database raises: the write or read is answered JournalUnavailable.
+    _errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+
     def __init__(
         self,
         path: str,
@@ -210,6 +240,7 @@ class SQLiteJournal:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
+        self.where = path  # what logs and errors name: the file, or the database without secrets
         self._max_queued = max_queued_per_service
         self._synchronous = synchronous.upper()
         self._max_pending = max_pending
@@ -236,6 +267,10 @@ class SQLiteJournal:
     def pending(self) -> int:
         return self._pending
 
+    def leadership(self, identity: str, lease: float) -> Leadership:
+        """One process per SQLite file (the flock sees to it): it always leads."""
+        return Solo()
+
     @property
     def is_open(self) -> bool:
         return self._writer is not None and self._writer.is_alive()
@@ -243,7 +278,7 @@ class SQLiteJournal:
     # -- life cycle --------------------------------------------------------------------------
 
     async def open(self) -> None:
-        self._lock = _take_lock(self.path)
+        self._lock = self._lock_file()
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._writer = threading.Thread(
             target=self._write_loop, args=(ready,), name="journal-writer", daemon=True
@@ -272,6 +307,10 @@ class SQLiteJournal:
             self._reader_connections.clear()
         self._release_lock()
 
+    def _lock_file(self) -> IO[str] | None:
+        """Held while open: the writer's mirror assumes it is the only writer."""
+        return _take_lock(self.path)
+
     def _release_lock(self) -> None:
         if self._lock is not None:
             self._lock.close()  # closing the file releases the flock
@@ -279,11 +318,13 @@ class SQLiteJournal:
 
     # -- writing -----------------------------------------------------------------------------
 
-    async def write(self, job: Job[T], *, shed: bool = True) -> T:
+    async def write(self, job: Job[T], *, shed: bool = True, fenced: bool = False) -> T:
         """Run `job(connection, now)` in a committed transaction; its result once committed.
 
         With `shed` (intake), raise JournalOverloaded at once when too many webhooks wait
         for the journal; the engine's own writes (shed=False) neither count nor are shed.
+        A `fenced` write (the engine's progress) is refused with Fenced unless this process
+        leads when it commits; one process on its own SQLite file always does.
         """
         if not self.is_open:
             raise JournalUnavailable("the journal is closed")
@@ -296,7 +337,7 @@ class SQLiteJournal:
         if shed:
             self._intake += 1
             future.add_done_callback(self._intake_done)
-        self._queue.put(_Request(job=job, future=future, loop=loop))
+        self._queue.put(_Request(job=job, future=future, loop=loop, fenced=fenced))
         # shield: a client that hangs up must not un-record what is being committed.
         return await asyncio.shield(future)
 
@@ -322,9 +363,12 @@ class SQLiteJournal:
         """
 
         def job(
-            connection: sqlite3.Connection, now: float
+            connection: Connection, now: float
         ) -> tuple[tuple[Recorded, ...], list[JournalEvent]]:
-            return self._apply(connection, now, source, delivery, notifications, decisions)
+            recorded, events = self._apply(
+                connection, now, source, delivery, notifications, decisions
+            )
+            return recorded, self._committing(connection, events)
 
         recorded, events = await self.write(job)
         for event in events:  # committed: whoever acts may act on them now
@@ -340,9 +384,31 @@ class SQLiteJournal:
         for subscriber in self._subscribers:
             subscriber.put_nowait(event)
 
+    def _committing(self, connection: Connection, events: list[JournalEvent]) -> list[JournalEvent]:
+        """What a transaction is about to commit tells subscribers `events`: here, those it
+        returns are published in this process once committed (the only process on its
+        journal); a shared journal sends them with the commit to every replica instead."""
+        return events
+
+    def _finished(self, remediation_id: int) -> None:
+        """A remediation ended in the transaction under way."""
+        self._index.finished(remediation_id)
+
+    def _index_for(
+        self, connection: Connection, writes: _Writes, keys: Sequence[tuple[str, str]]
+    ) -> OpenIndex:
+        """What a transaction about problems `keys` (source, key) decides on: open problems,
+        remediations under way, new ids."""
+        return self._index
+
+    def _reindex(self, connection: Connection) -> None:
+        """Read again what the writer mirrors in memory (after a rollback, or a rare change
+        simpler to re-read than to patch)."""
+        self._index.reload(connection)
+
     def _apply(
         self,
-        connection: sqlite3.Connection,
+        connection: Connection,
         now: float,
         source: Source,
         delivery: bytes,
@@ -351,8 +417,10 @@ class SQLiteJournal:
     ) -> tuple[tuple[Recorded, ...], list[JournalEvent]]:
         # Decisions come from the writer's in-memory index of open problems and active
         # remediations, so a notification costs no SELECT; writes are batched per statement.
-        index = self._index
         writes = _Writes()
+        index = self._index_for(
+            connection, writes, [(n.source.value, n.key) for n in notifications]
+        )
         events: list[JournalEvent] = []
         delivery_id = index.take_delivery_id()
         writes.add(
@@ -362,7 +430,7 @@ class SQLiteJournal:
         results = []
         for position, (n, decision) in enumerate(zip(notifications, decisions, strict=True)):
             open_key = (n.source.value, n.key)
-            current = index.open.get(open_key)
+            current = index.current(open_key)
             problem_id = current.id if current else None
             reason = decision.reason
             remediation_id: int | None = None
@@ -384,7 +452,7 @@ class SQLiteJournal:
                 plan, ref = decision.plan, n.service_ref
                 joined: int | None = None
                 if plan is not None and ref is not None:
-                    active = index.active.setdefault(_service_key(ref), {})
+                    active = index.active_of(ref)
                     joined = active.get(plan.rule)
                     if joined is None and len(active) >= self._max_queued:
                         plan, reason = (
@@ -424,7 +492,7 @@ class SQLiteJournal:
                 elif plan is not None and ref is not None:
                     writes.flush(connection)  # the problem row first: the remediation refers to it
                     remediation_id = _create_remediation(connection, problem_id, ref, plan, now)
-                    index.active[_service_key(ref)][plan.rule] = remediation_id
+                    index.active_of(ref)[plan.rule] = remediation_id
                     events.append(RemediationCreated(remediation_id, problem_id, ref))
                 index.opened(open_key, problem_id, reason if plan is None else None, remediation_id)
             elif current:
@@ -490,11 +558,11 @@ class SQLiteJournal:
     ) -> int:
         """Keep an SLO evaluation: it is the history later relative criteria compare with."""
 
-        def job(connection: sqlite3.Connection, now: float) -> int:
-            row_id = connection.execute(
+        def job(connection: Connection, now: float) -> int:
+            (row_id,) = connection.execute(
                 "INSERT INTO evaluations (project, stage, service, window_start, window_end,"
                 " result, score, sli_values, detail, created_at, remediation_id, step)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     ref.project,
                     ref.stage,
@@ -509,11 +577,10 @@ class SQLiteJournal:
                     remediation_id,
                     step,
                 ),
-            ).lastrowid
-            assert row_id is not None
-            return row_id
+            ).fetchone()
+            return int(row_id)
 
-        return await self.write(job, shed=False)
+        return await self.write(job, shed=False, fenced=True)
 
     async def previous_evaluations(
         self, ref: ServiceRef, *, results: Sequence[str], limit: int
@@ -526,7 +593,7 @@ class SQLiteJournal:
     async def unfinished(self) -> list[Remediation]:
         """Every remediation not finished, oldest first (the per-service order)."""
 
-        def query(connection: sqlite3.Connection) -> list[Remediation]:
+        def query(connection: Connection) -> list[Remediation]:
             rows = connection.execute(
                 f"SELECT {_REMEDIATION_COLUMNS} FROM remediations"
                 f" WHERE state IN {_UNDER_WAY} ORDER BY id"
@@ -546,7 +613,7 @@ class SQLiteJournal:
         *,
         scale_back: ScaleBack | None = None,
     ) -> None:
-        def job(connection: sqlite3.Connection, now: float) -> JournalEvent | None:
+        def job(connection: Connection, now: float) -> list[JournalEvent]:
             connection.execute(
                 "UPDATE remediations SET state = ?, phase = ?, step = ?, phase_until = ?,"
                 " reason = ?,"
@@ -573,19 +640,20 @@ class SQLiteJournal:
                     (judgement.verdict.value, remediation_id, judgement.position),
                 )
             if not progress.finished:
-                return None
-            self._index.finished(remediation_id)
+                return []
+            self._finished(remediation_id)
             if progress.state is RemediationState.RESOLVED:
-                return self._carry_over(connection, remediation_id, now)
-            return None
+                return self._committing(
+                    connection, self._carry_over(connection, remediation_id, now)
+                )
+            return []
 
-        created = await self.write(job, shed=False)
-        if created is not None:
-            self._publish(created)
+        for event in await self.write(job, shed=False, fenced=True):
+            self._publish(event)
 
     def _carry_over(
-        self, connection: sqlite3.Connection, remediation_id: int, now: float
-    ) -> JournalEvent | None:
+        self, connection: Connection, remediation_id: int, now: float
+    ) -> list[JournalEvent]:
         """A remediation ended resolved while a problem that joined it at the last moment is
         still open: that problem gets a remediation of its own, the others join it."""
         rows = connection.execute(
@@ -593,7 +661,7 @@ class SQLiteJournal:
             (remediation_id,),
         ).fetchall()
         if not rows:
-            return None
+            return []
         heir = rows[0][0]
         row = connection.execute(
             "SELECT project, stage, service, plan FROM remediations WHERE id = ?",
@@ -607,11 +675,11 @@ class SQLiteJournal:
             "UPDATE problems SET remediation_id = ? WHERE remediation_id = ? AND state = 'open'",
             (new_id, remediation_id),
         )
-        self._index.reload(connection)  # rare: simpler to re-read than to patch the mirror
-        return RemediationCreated(new_id, heir, ref)
+        self._reindex(connection)  # rare: simpler to re-read than to patch the mirror
+        return [RemediationCreated(new_id, heir, ref)]
 
     async def problem_state(self, problem_id: int) -> ProblemState:
-        def query(connection: sqlite3.Connection) -> ProblemState:
+        def query(connection: Connection) -> ProblemState:
             (state,) = connection.execute(
                 "SELECT state FROM problems WHERE id = ?", (problem_id,)
             ).fetchone()
@@ -622,12 +690,13 @@ class SQLiteJournal:
     async def expire_stale(self, cutoff: float, *, stale_after: float) -> int:
         reason = f"expired: no notification for {durations.format_seconds(stale_after)}"
 
-        def job(connection: sqlite3.Connection, now: float) -> tuple[int, list[JournalEvent]]:
+        def job(connection: Connection, now: float) -> tuple[int, list[JournalEvent]]:
             stale = connection.execute(
                 "SELECT source, key, id FROM problems WHERE state = 'open' AND last_seen < ?"
                 " ORDER BY id LIMIT 10000",
                 (cutoff,),
             ).fetchall()
+            index = self._index_for(connection, _Writes(), [(s, k) for s, k, _ in stale])
             connection.executemany(
                 "UPDATE problems SET state = 'expired', resolved_at = ?, ignored_reason = ?"
                 " WHERE id = ?",
@@ -635,19 +704,21 @@ class SQLiteJournal:
             )
             events: list[JournalEvent] = []
             for source, key, problem_id in stale:
-                remediation_id = self._index.open[(source, key)].remediation_id
-                left = self._index.resolved((source, key))
+                current = index.current((source, key))
+                assert current is not None
+                remediation_id = current.remediation_id
+                left = index.resolved((source, key))
                 if remediation_id is not None:
                     events.append(ProblemResolved(problem_id, remediation_id, left, expired=True))
-            return len(stale), events
+            return len(stale), self._committing(connection, events)
 
-        count, events = await self.write(job, shed=False)
+        count, events = await self.write(job, shed=False, fenced=True)
         for event in events:
             self._publish(event)
         return count
 
     async def unresolved_problems(self, remediation_id: int) -> int:
-        def query(connection: sqlite3.Connection) -> int:
+        def query(connection: Connection) -> int:
             ((count,),) = connection.execute(
                 f"SELECT COUNT(*) FROM problems WHERE state = 'open' AND {_PROBLEMS_OF}",
                 (remediation_id, remediation_id),
@@ -657,7 +728,7 @@ class SQLiteJournal:
         return await self.read(query)
 
     async def last_ended(self, service: ServiceRef) -> float | None:
-        def query(connection: sqlite3.Connection) -> float | None:
+        def query(connection: Connection) -> float | None:
             (ended,) = connection.execute(
                 "SELECT MAX(ended_at) FROM remediations WHERE project = ? AND stage = ?"
                 " AND service = ?",
@@ -668,7 +739,7 @@ class SQLiteJournal:
         return await self.read(query)
 
     async def next_position(self, remediation_id: int) -> int:
-        def query(connection: sqlite3.Connection) -> int:
+        def query(connection: Connection) -> int:
             (position,) = connection.execute(
                 "SELECT COALESCE(MAX(position) + 1, 0) FROM steps WHERE remediation_id = ?",
                 (remediation_id,),
@@ -678,7 +749,7 @@ class SQLiteJournal:
         return await self.read(query)
 
     async def start_step(self, remediation_id: int, position: int, action: str, value: Any) -> None:
-        def job(connection: sqlite3.Connection, now: float) -> None:
+        def job(connection: Connection, now: float) -> None:
             connection.execute(
                 "INSERT INTO steps (remediation_id, position, action, input, result, started_at)"
                 " VALUES (?, ?, ?, ?, 'started', ?)"
@@ -686,18 +757,18 @@ class SQLiteJournal:
                 (remediation_id, position, action, json.dumps(value), now),
             )
 
-        await self.write(job, shed=False)
+        await self.write(job, shed=False, fenced=True)
 
     async def save_checkpoint(
         self, remediation_id: int, position: int, checkpoint: dict[str, Any]
     ) -> None:
-        def job(connection: sqlite3.Connection, now: float) -> None:
+        def job(connection: Connection, now: float) -> None:
             connection.execute(
                 "UPDATE steps SET checkpoint = ? WHERE remediation_id = ? AND position = ?",
                 (json.dumps(checkpoint), remediation_id, position),
             )
 
-        await self.write(job, shed=False)
+        await self.write(job, shed=False, fenced=True)
 
     async def finish_step(
         self,
@@ -708,46 +779,54 @@ class SQLiteJournal:
         detail: str,
         data: dict[str, Any],
     ) -> None:
-        def job(connection: sqlite3.Connection, now: float) -> None:
+        def job(connection: Connection, now: float) -> None:
             connection.execute(
                 "UPDATE steps SET result = ?, detail = ?, data = ?, ended_at = ?"
                 " WHERE remediation_id = ? AND position = ?",
                 (result.value, detail, json.dumps(data), now, remediation_id, position),
             )
 
-        await self.write(job, shed=False)
+        await self.write(job, shed=False, fenced=True)
 
     async def request_cancel(self, remediation_id: int) -> Remediation | None:
-        def job(connection: sqlite3.Connection, now: float) -> Remediation | None:
+        def job(
+            connection: Connection, now: float
+        ) -> tuple[Remediation | None, list[JournalEvent]]:
             remediation = _load(connection, remediation_id)
             if remediation is not None and not remediation.progress.state.finished:
                 connection.execute(
                     "UPDATE remediations SET cancel_requested = 1 WHERE id = ?", (remediation_id,)
                 )
-            return remediation
+                return remediation, self._committing(connection, [CancelRequested(remediation_id)])
+            return remediation, []
 
-        remediation = await self.write(job, shed=False)
-        if remediation is not None and not remediation.progress.state.finished:
-            self._publish(CancelRequested(remediation_id))
+        remediation, events = await self.write(job, shed=False)
+        for event in events:
+            self._publish(event)
         return remediation
 
     async def decide_approval(self, remediation_id: int, *, approved: bool) -> Remediation | None:
-        def job(connection: sqlite3.Connection, now: float) -> Remediation | None:
+        def job(
+            connection: Connection, now: float
+        ) -> tuple[Remediation | None, list[JournalEvent]]:
             remediation = _load(connection, remediation_id)
             if remediation is not None and _awaits_decision(remediation):
                 connection.execute(
                     "UPDATE remediations SET approval = ? WHERE id = ?",
                     ("approved" if approved else "rejected", remediation_id),
                 )
-            return remediation
+                return remediation, self._committing(
+                    connection, [ApprovalDecided(remediation_id, approved)]
+                )
+            return remediation, []
 
-        remediation = await self.write(job, shed=False)
-        if remediation is not None and _awaits_decision(remediation):
-            self._publish(ApprovalDecided(remediation_id, approved))
+        remediation, events = await self.write(job, shed=False)
+        for event in events:
+            self._publish(event)
         return remediation
 
     async def scale_backs(self) -> list[ScaleBack]:
-        def query(connection: sqlite3.Connection) -> list[ScaleBack]:
+        def query(connection: Connection) -> list[ScaleBack]:
             rows = connection.execute(
                 "SELECT id, project, stage, service, scale_back FROM remediations"
                 " WHERE scale_back IS NOT NULL ORDER BY id"
@@ -774,13 +853,13 @@ class SQLiteJournal:
         return await self.read(query)
 
     async def save_scale_back(self, scale_back: ScaleBack) -> None:
-        def job(connection: sqlite3.Connection, now: float) -> None:
+        def job(connection: Connection, now: float) -> None:
             connection.execute(
                 "UPDATE remediations SET scale_back = ? WHERE id = ?",
                 (json.dumps(scale_back.to_json()), scale_back.remediation_id),
             )
 
-        await self.write(job, shed=False)
+        await self.write(job, shed=False, fenced=True)
 
     async def remediations(
         self, *, limit: int = 100, **filters: str | None
@@ -794,14 +873,14 @@ class SQLiteJournal:
             + " ORDER BY id DESC LIMIT ?"
         )
 
-        def query(connection: sqlite3.Connection) -> list[dict[str, Any]]:
+        def query(connection: Connection) -> list[dict[str, Any]]:
             ids = [row[0] for row in connection.execute(sql, (*values, limit))]
             return [_timeline(connection, i, full=False) for i in ids]
 
         return await self.read(query)
 
     async def timeline(self, remediation_id: int) -> dict[str, Any] | None:
-        def query(connection: sqlite3.Connection) -> dict[str, Any] | None:
+        def query(connection: Connection) -> dict[str, Any] | None:
             exists = connection.execute(
                 "SELECT 1 FROM remediations WHERE id = ?", (remediation_id,)
             ).fetchone()
@@ -829,16 +908,21 @@ class SQLiteJournal:
         connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
         return connection
 
+    def _open_writer(self) -> sqlite3.Connection:
+        """The writer's connection, the schema brought up to date."""
+        connection = self._connect()
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+        connection.execute("PRAGMA foreign_keys = ON")
+        _migrate(connection)
+        self._index.reload(connection)
+        return connection
+
     def _write_loop(self, ready: concurrent.futures.Future[None]) -> None:
         try:
-            connection = self._connect()
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute(f"PRAGMA synchronous = {self._synchronous}")
-            connection.execute("PRAGMA foreign_keys = ON")
-            _migrate(connection)
-            self._index.reload(connection)
-        except sqlite3.Error as e:
-            ready.set_exception(JournalUnavailable(f"cannot open journal {self.path}: {e}"))
+            connection = self._open_writer()
+        except self._errors as e:
+            ready.set_exception(JournalUnavailable(f"cannot open journal {self.where}: {e}"))
             return
         ready.set_result(None)
         try:
@@ -863,22 +947,22 @@ class SQLiteJournal:
         finally:
             connection.close()
 
-    def _commit_group(self, connection: sqlite3.Connection, group: list[_Request]) -> None:
+    def _commit_group(self, connection: Connection, group: list[_Request]) -> None:
         started = time.perf_counter()
         try:
-            results = self._run(connection, group)
-        except sqlite3.Error as e:
-            self._index.reload(connection)
+            outcomes = self._run(connection, group)
+        except self._errors as e:
+            self._recover(connection)
             if len(group) > 1:
                 # One bad write must not fail its neighbours: retry each on its own.
                 for request in group:
                     self._commit_group(connection, [request])
                 return
-            logger.error("journal.write_failed", extra={"error": str(e), "path": self.path})
+            logger.error("journal.write_failed", extra={"error": str(e), "store": self.where})
             _settle([(group[0], None, JournalUnavailable(f"journal write failed: {e}"))])
             return
         except Exception as e:  # a bug in a job: fail that request, keep the writer alive
-            self._index.reload(connection)
+            self._recover(connection)
             logger.exception("journal.job_failed")
             if len(group) > 1:
                 for request in group:
@@ -887,33 +971,45 @@ class SQLiteJournal:
             _settle([(group[0], None, e)])
             return
         self.commit_seconds(time.perf_counter() - started)
-        _settle([(request, result, None) for request, result in zip(group, results, strict=True)])
+        _settle(
+            [
+                (request, result, error)
+                for request, (result, error) in zip(group, outcomes, strict=True)
+            ]
+        )
 
-    def _run(self, connection: sqlite3.Connection, group: list[_Request]) -> list[Any]:
+    def _run(
+        self, connection: Connection, group: list[_Request]
+    ) -> list[tuple[Any, BaseException | None]]:
+        """Run the group in one transaction; each request's (result, error)."""
         now = self._clock()
         connection.execute("BEGIN IMMEDIATE")
         try:
             results = [request.job(connection, now) for request in group]
             connection.execute("COMMIT")
         except BaseException:
-            if connection.in_transaction:
+            if isinstance(connection, sqlite3.Connection) and connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-        return results
+        return [(result, None) for result in results]
+
+    def _recover(self, connection: Connection) -> None:
+        """After a transaction failed and rolled back."""
+        self._reindex(connection)
 
     # -- reading -----------------------------------------------------------------------------
 
-    async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(self, query: Callable[[Connection], T]) -> T:
         if self._readers is None:
             raise JournalUnavailable("the journal is closed")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._readers, self._read, query)
-        except sqlite3.Error as e:
+        except self._errors as e:
             raise JournalUnavailable(f"journal read failed: {e}") from e
 
-    def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        connection: sqlite3.Connection | None = getattr(self._reader_local, "connection", None)
+    def _read(self, query: Callable[[Connection], T]) -> T:
+        connection: Connection | None = getattr(self._reader_local, "connection", None)
         if connection is None:
             connection = self._connect(readonly=True)
             connection.row_factory = sqlite3.Row
@@ -953,7 +1049,7 @@ class SQLiteJournal:
         one — rewriting the schema version dirties a page — so a full disk shows, where an
         empty transaction would commit."""
 
-        def job(connection: sqlite3.Connection, now: float) -> None:
+        def job(connection: Connection, now: float) -> None:
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
         await self.write(job, shed=False)
@@ -986,7 +1082,7 @@ class SQLiteJournal:
         `before`. A read costs what it returns: each stored delivery is parsed once, and
         only for the notifications on the page."""
 
-        def query(connection: sqlite3.Connection) -> dict[str, Any] | None:
+        def query(connection: Connection) -> dict[str, Any] | None:
             rows = connection.execute(
                 f"SELECT {_PROBLEM_COLUMNS} FROM problems WHERE key = ? ORDER BY id DESC",
                 (key,),
@@ -1068,6 +1164,30 @@ def _service_key(ref: ServiceRef) -> _ServiceKey:
     return (ref.project, ref.stage, ref.service)
 
 
+class OpenIndex(Protocol):
+    """Open problems, remediations under way and new ids, as one transaction sees them."""
+
+    def current(self, key: tuple[str, str]) -> _OpenProblem | None: ...
+
+    def active_of(self, ref: ServiceRef) -> dict[str, int]:
+        """Rule → remediation under way, of a service (the caller may add to it)."""
+        ...
+
+    def opened(
+        self,
+        key: tuple[str, str],
+        problem_id: int,
+        ignored_reason: str | None,
+        remediation_id: int | None,
+    ) -> None: ...
+
+    def resolved(self, key: tuple[str, str]) -> int: ...
+
+    def take_problem_id(self) -> int: ...
+
+    def take_delivery_id(self) -> int: ...
+
+
 class _OpenIndex:
     """The writer's memory of open problems, active remediations and the next ids, mirrored
     from the database.
@@ -1083,7 +1203,7 @@ class _OpenIndex:
         self._next_problem_id = 1
         self._next_delivery_id = 1
 
-    def reload(self, connection: sqlite3.Connection) -> None:
+    def reload(self, connection: Connection) -> None:
         self.open = {
             (source, key): _OpenProblem(id=problem_id, ignored_reason=reason, remediation_id=rid)
             for source, key, problem_id, reason, rid in connection.execute(
@@ -1107,6 +1227,12 @@ class _OpenIndex:
         ((problems,),) = connection.execute("SELECT COALESCE(MAX(id), 0) FROM problems")
         ((deliveries,),) = connection.execute("SELECT COALESCE(MAX(id), 0) FROM deliveries")
         self._next_problem_id, self._next_delivery_id = problems + 1, deliveries + 1
+
+    def current(self, key: tuple[str, str]) -> _OpenProblem | None:
+        return self.open.get(key)
+
+    def active_of(self, ref: ServiceRef) -> dict[str, int]:
+        return self.active.setdefault(_service_key(ref), {})
 
     def opened(
         self,
@@ -1165,7 +1291,7 @@ class _Writes:
         else:
             runs.append((sql, [row]))
 
-    def flush(self, connection: sqlite3.Connection) -> None:
+    def flush(self, connection: Connection) -> None:
         for sql, rows in (*self._runs, *self._last):
             connection.executemany(sql, rows)
         self._runs.clear()
@@ -1239,7 +1365,7 @@ def _migrate(connection: sqlite3.Connection) -> None:
     connection.execute("COMMIT")
 
 
-def _prune_deliveries(connection: sqlite3.Connection, cutoff: float) -> tuple[Pruned, bool]:
+def _prune_deliveries(connection: Connection, cutoff: float) -> tuple[Pruned, bool]:
     """One batch of the oldest deliveries received before `cutoff`, with their notifications
     (whatever their problem: its row keeps the counts); done when none older is left."""
     rows = connection.execute(
@@ -1257,7 +1383,7 @@ def _prune_deliveries(connection: sqlite3.Connection, cutoff: float) -> tuple[Pr
 
 
 def _prune_remediations(
-    connection: sqlite3.Connection, _now: float, *, cutoff: float, after: int
+    connection: Connection, _now: float, *, cutoff: float, after: int
 ) -> tuple[Pruned, int | None]:
     """Finished remediations among the next batch created before `cutoff` (by id, from
     `after`): those that ended before it, have no scale-back left to do, and whose every
@@ -1301,7 +1427,7 @@ def _prune_remediations(
 
 
 def _prune_problems(
-    connection: sqlite3.Connection, _now: float, *, cutoff: float, after: int
+    connection: Connection, _now: float, *, cutoff: float, after: int
 ) -> tuple[Pruned, int | None]:
     """Closed problems without a remediation, quiet since before `cutoff`, among the next
     batch first seen before it (by id, from `after`)."""
@@ -1324,7 +1450,7 @@ def _prune_problems(
     return _delete_problems(connection, gone), rows[-1][0]
 
 
-def _delete_problems(connection: sqlite3.Connection, problems: Sequence[int]) -> Pruned:
+def _delete_problems(connection: Connection, problems: Sequence[int]) -> Pruned:
     notifications = problems_deleted = 0
     for problem_id in problems:
         notifications += connection.execute(
@@ -1336,7 +1462,7 @@ def _delete_problems(connection: sqlite3.Connection, problems: Sequence[int]) ->
     return Pruned(notifications=notifications, problems=problems_deleted)
 
 
-def _prune_evaluations(connection: sqlite3.Connection, cutoff: float) -> Pruned:
+def _prune_evaluations(connection: Connection, cutoff: float) -> Pruned:
     """Evaluations made before `cutoff`, except the newest EVALUATIONS_KEPT of each service."""
     deleted = connection.execute(
         "DELETE FROM evaluations WHERE created_at < ? AND remediation_id IS NULL AND id NOT IN"
@@ -1349,19 +1475,18 @@ def _prune_evaluations(connection: sqlite3.Connection, cutoff: float) -> Pruned:
 
 
 def _create_remediation(
-    connection: sqlite3.Connection, problem_id: int, ref: ServiceRef, plan: Plan, now: float
+    connection: Connection, problem_id: int, ref: ServiceRef, plan: Plan, now: float
 ) -> int:
-    remediation_id = connection.execute(
+    (remediation_id,) = connection.execute(
         "INSERT INTO remediations (problem_id, project, stage, service, plan, state, phase,"
-        " created_at) VALUES (?, ?, ?, ?, ?, 'pending', 'queued', ?)",
+        " created_at) VALUES (?, ?, ?, ?, ?, 'pending', 'queued', ?) RETURNING id",
         (problem_id, ref.project, ref.stage, ref.service, json.dumps(plan.to_json()), now),
-    ).lastrowid
-    assert remediation_id is not None
-    return remediation_id
+    ).fetchone()
+    return int(remediation_id)
 
 
 def previous_evaluations(
-    connection: sqlite3.Connection, ref: ServiceRef, *, results: Sequence[str], limit: int
+    connection: Connection, ref: ServiceRef, *, results: Sequence[str], limit: int
 ) -> list[tuple[str, dict[str, float | None]]]:
     """Newest first, filtered by result before the newest `limit` are taken (as Keptn did)."""
     marks = ", ".join("?" for _ in results)
@@ -1387,17 +1512,21 @@ def read_history(
         raise JournalUnavailable(f"cannot read the journal {path}: {e}") from e
 
 
+def open_problems_of(connection: Connection, ref: ServiceRef) -> int:
+    ((count,),) = connection.execute(
+        "SELECT count(*) FROM problems WHERE project = ? AND stage = ? AND service = ?"
+        " AND state = 'open'",
+        (ref.project, ref.stage, ref.service),
+    )
+    return int(count)
+
+
 def read_open_problems(path: str, ref: ServiceRef) -> int:
     """How many problems of `ref` are open, read-only, for tools that run beside the service."""
     try:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            ((count,),) = connection.execute(
-                "SELECT count(*) FROM problems WHERE project = ? AND stage = ? AND service = ?"
-                " AND state = 'open'",
-                (ref.project, ref.stage, ref.service),
-            )
-            return int(count)
+            return open_problems_of(connection, ref)
         finally:
             connection.close()
     except sqlite3.Error as e:  # not a journal
@@ -1410,7 +1539,7 @@ _REMEDIATION_COLUMNS = (
 )
 
 
-def _load(connection: sqlite3.Connection, remediation_id: int) -> Remediation | None:
+def _load(connection: Connection, remediation_id: int) -> Remediation | None:
     row = connection.execute(
         f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE id = ?", (remediation_id,)
     ).fetchone()
@@ -1421,7 +1550,7 @@ def _awaits_decision(remediation: Remediation) -> bool:
     return remediation.progress.phase is Phase.AWAITING_APPROVAL and remediation.approval is None
 
 
-def _remediation(connection: sqlite3.Connection, row: Any) -> Remediation:
+def _remediation(connection: Connection, row: Any) -> Remediation:
     steps = {
         position: StepRecord(
             position=position,
@@ -1454,7 +1583,7 @@ def _remediation(connection: sqlite3.Connection, row: Any) -> Remediation:
     )
 
 
-def _timeline(connection: sqlite3.Connection, remediation_id: int, *, full: bool) -> dict[str, Any]:
+def _timeline(connection: Connection, remediation_id: int, *, full: bool) -> dict[str, Any]:
     row = connection.execute(
         "SELECT r.id, r.project, r.stage, r.service, r.plan, r.state, r.phase, r.step,"
         " r.phase_until, r.reason, r.created_at, r.started_at, r.ended_at, r.cancel_requested,"
@@ -1534,7 +1663,8 @@ def _timeline(connection: sqlite3.Connection, remediation_id: int, *, full: bool
             "until": iso(row[8]) if row[6] == Phase.AWAITING_APPROVAL else None,
         }
     ((joined, joined_open),) = connection.execute(
-        "SELECT COUNT(*), COALESCE(SUM(state = 'open'), 0) FROM problems WHERE remediation_id = ?",
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = 'open' THEN 1 ELSE 0 END), 0)"
+        " FROM problems WHERE remediation_id = ?",
         (remediation_id,),
     )
     document["joined"] = {"problems": joined, "open": joined_open}
@@ -1556,7 +1686,7 @@ def _timeline(connection: sqlite3.Connection, remediation_id: int, *, full: bool
     return document
 
 
-def _problem(row: sqlite3.Row) -> dict[str, Any]:
+def _problem(row: Any) -> dict[str, Any]:
     return {
         "id": row["id"],
         "key": row["key"],
@@ -1583,7 +1713,7 @@ def _parsed(body: bytes) -> Any:
         return None
 
 
-def _notification(row: sqlite3.Row, bodies: dict[int, Any]) -> dict[str, Any]:
+def _notification(row: Any, bodies: dict[int, Any]) -> dict[str, Any]:
     body = bodies[row["delivery_id"]]
     alerts = body.get("alerts") if isinstance(body, dict) else None
     if row["source"] == Source.ALERTMANAGER.value and isinstance(alerts, list):
