@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import prometheus_client as prom
+import psycopg
 import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from receiver import configtree, server, settings
+from receiver.journal import postgres as postgres_journal
+from tests import postgres_server, unleash_server
 from tests import prometheus_stack as stacks
-from tests import unleash_server
 
 pytest_plugins = ["tests.engine_world", "tests.crash_stage"]  # make_world, stage
 
@@ -41,7 +45,7 @@ def config_dir(tmp_path: Path) -> Path:
 
 def make_settings(tmp_path: Path, **overrides: Any) -> settings.Settings:
     values: dict[str, Any] = {
-        "store_path": str(tmp_path / "journal.db"),
+        "store_path": journal_url(tmp_path),
         "auth_token": settings.Secret(TOKEN),
         "log_format": "text",
         # Off unless a test is about it: its round would be one more sleeper on a FakeClock.
@@ -87,10 +91,82 @@ def prometheus_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack
 
 
 @pytest.fixture(scope="session")
-def unleash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[unleash_server.Unleash]:
-    """A real Unleash server on a real PostgreSQL, shared by the session (see the module)."""
-    with unleash_server.running(tmp_path_factory.mktemp("unleash")) as server:
+def postgres() -> Iterator[postgres_server.Postgres]:
+    """A real PostgreSQL, shared by the session: a database per test that asks for one."""
+    with postgres_server.running() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def unleash(
+    tmp_path_factory: pytest.TempPathFactory, postgres: postgres_server.Postgres
+) -> Iterator[unleash_server.Unleash]:
+    """A real Unleash server on a real PostgreSQL, shared by the session (see the module)."""
+    with unleash_server.running(tmp_path_factory.mktemp("unleash"), postgres) as server:
+        yield server
+
+
+# Where make_settings puts a test's journal: a SQLite file in its tmp_path, unless the test
+# runs on PostgreSQL (journal_backend): then a database of its own, one per tmp_path (a
+# restarted receiver of the same test finds the same journal).
+_POSTGRES_JOURNALS: dict[str, Any] = {"server": None, "databases": {}}
+
+
+def journal_url(tmp_path: Path) -> str:
+    server: postgres_server.Postgres | None = _POSTGRES_JOURNALS["server"]
+    if server is None:
+        return str(tmp_path / "journal.db")
+    databases: dict[Path, str] = _POSTGRES_JOURNALS["databases"]
+    if tmp_path not in databases:
+        databases[tmp_path] = server.create_database()
+    return databases[tmp_path]
+
+
+def edit_journal(tmp_path: Path, *statements: str) -> None:
+    """Change a test's journal behind the receiver's back (what a crash between two writes
+    leaves, a decision written by another process), on whichever backend it runs."""
+    url = journal_url(tmp_path)
+    if url.startswith("postgresql://"):
+        with psycopg.connect(url) as connection:  # one transaction, committed at the end
+            for statement in statements:
+                connection.execute(statement.encode())
+        return
+    sqlite = sqlite3.connect(url)
+    with sqlite:
+        for statement in statements:
+            sqlite.execute(statement)
+    sqlite.close()
+
+
+@contextlib.contextmanager
+def journal_write_lock(tmp_path: Path) -> Iterator[None]:
+    """Another process holds the journal's write lock meanwhile: its writes wait, then fail."""
+    url = journal_url(tmp_path)
+    if url.startswith("postgresql://"):
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("SELECT pg_advisory_lock(%s)", (postgres_journal.WRITE_LOCK,))
+            yield
+        return
+    other = sqlite3.connect(url, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs a test on each journal backend (`pytestmark = usefixtures("journal_backend")`):
+    one contract for both, checked by the same tests."""
+    if request.param == "postgresql":
+        _POSTGRES_JOURNALS["server"] = request.getfixturevalue("postgres")
+    try:
+        yield request.param
+    finally:
+        _POSTGRES_JOURNALS["server"] = None
+        _POSTGRES_JOURNALS["databases"] = {}
 
 
 @pytest.fixture(autouse=True)

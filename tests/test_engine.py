@@ -4,15 +4,17 @@ escalation stand-ins and a clock that tests move by hand (tests/engine_world.py)
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from receiver.settings import WebhookAction
-from tests.conftest import AUTH
+from tests.conftest import AUTH, edit_journal
 from tests.engine_world import ERRORS, FAST, NS, RT, TWO_ACTIONS, TWO_RULES, WAIT, MakeWorld
+
+pytestmark = pytest.mark.usefixtures("journal_backend")  # SQLite and PostgreSQL
 
 # Keptn >= 0.7's custom action (its own test asset's run-snow-wf) before a scaling.
 SNOW_THEN_SCALE = """
@@ -376,19 +378,25 @@ async def test_a_scale_back_leaves_a_deployment_someone_else_scaled(make_world: 
 
 
 async def test_a_remediation_the_engine_cannot_run_is_escalated_not_stranded(
-    make_world: MakeWorld, tmp_path: Path
+    make_world: MakeWorld, tmp_path: Path, journal_backend: str
 ) -> None:
     world = await make_world(TWO_ACTIONS)
     rid = (await world.fire())["remediation_id"]
     await world.waiting(rid, 0)
     await world.client.close()  # the receiver stops mid-wait ...
-    connection = sqlite3.connect(tmp_path / "journal.db")
-    with connection:  # ... and a newer version's plan is what it finds when it comes back
-        connection.execute(
+    # ... and a newer version's plan is what it finds when it comes back
+    if journal_backend == "sqlite":
+        edit_journal(
+            tmp_path,
             "UPDATE remediations SET plan = json_set(plan, '$.actions[1].action', 'scaling',"
-            " '$.actions[1].value', 'lots')"
+            " '$.actions[1].value', 'lots')",
         )
-    connection.close()
+    else:
+        edit_journal(
+            tmp_path,
+            "UPDATE remediations SET plan = jsonb_set(jsonb_set(plan::jsonb,"
+            " '{actions,1,action}', '\"scaling\"'), '{actions,1,value}', '\"lots\"')::text",
+        )
     restarted = await make_world(TWO_ACTIONS)
     restarted.clock.advance(WAIT)
     done = await restarted.finished(rid)

@@ -4,11 +4,14 @@ nobody answers in time, and keeps its place across a restart."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from tests.conftest import AUTH
+import pytest
+
+from tests.conftest import AUTH, edit_journal
 from tests.engine_world import NS, MakeWorld, World
+
+pytestmark = pytest.mark.usefixtures("journal_backend")  # SQLite and PostgreSQL
 
 MANUAL = """
 apiVersion: spec.keptn.sh/0.1.4
@@ -115,10 +118,8 @@ async def test_an_approval_given_while_the_receiver_was_down_is_honoured(
     assert after["phase_until"] == before["phase_until"]  # the same deadline, not a new one
     assert len(restarted.escalations) == 1  # not asked again
     await restarted.client.close()
-    connection = sqlite3.connect(tmp_path / "journal.db")  # as an approve the engine never saw
-    with connection:
-        connection.execute(f"UPDATE remediations SET approval = 'approved' WHERE id = {rid}")
-    connection.close()
+    # as an approve the engine never saw
+    edit_journal(tmp_path, f"UPDATE remediations SET approval = 'approved' WHERE id = {rid}")
     again = await make_world(restart=restarted)
     await again.waiting(rid, 0)
     assert again.cluster.replicas(NS, "carts-primary") == 2

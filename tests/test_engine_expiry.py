@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.engine_world import MakeWorld, World
+
+pytestmark = pytest.mark.usefixtures("journal_backend")  # SQLite and PostgreSQL
 
 HOUR = 3600.0
 LONG_WAIT = 10 * HOUR  # the remediation is still waiting when its problem goes stale

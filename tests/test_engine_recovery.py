@@ -11,21 +11,15 @@ process for the paths that need one.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import AUTH
+import pytest
+
+from tests.conftest import AUTH, edit_journal, journal_write_lock
 from tests.engine_world import FAST, NS, RT, TWO_ACTIONS, TWO_RULES, WAIT, MakeWorld, World
 
-
-def edit_journal(tmp_path: Path, *statements: str) -> None:
-    """What a crash between two journal writes leaves, written while the receiver is down."""
-    connection = sqlite3.connect(tmp_path / "journal.db")
-    with connection:
-        for statement in statements:
-            connection.execute(statement)
-    connection.close()
+pytestmark = pytest.mark.usefixtures("journal_backend")  # SQLite and PostgreSQL
 
 
 async def stopped_in_the_first_wait(make_world: MakeWorld) -> tuple[World, int]:
@@ -291,18 +285,13 @@ async def test_while_the_journal_refuses_writes_the_engine_waits_then_goes_on(
     world = await make_world(TWO_ACTIONS, store_busy_timeout=0.1)
     rid = (await world.fire())["remediation_id"]
     await world.waiting(rid, 0)
-    other = sqlite3.connect(tmp_path / "journal.db", isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")  # another process holds the journal's write lock
+    with journal_write_lock(tmp_path):  # another process holds the journal's write lock
         world.slis.update(FAST)
         world.clock.advance(WAIT)  # the wait is over, but its end cannot be saved
         await world.until(
             rid, lambda d: world.clock.sleepers == 1 and d["phase"] == "wait", "the retry"
         )
         assert world.queries == []  # nothing judged on progress that was not saved
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     world.clock.advance(1)  # the journal takes writes again: from the last saved progress on
     done = await world.finished(rid)
     assert done["state"] == "healed"

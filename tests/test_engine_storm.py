@@ -9,9 +9,13 @@ import copy
 import json
 from typing import Any
 
+import pytest
+
 from receiver import status
 from tests.conftest import AUTH, payload
 from tests.engine_world import FAST, NS, TWO_ACTIONS, TWO_RULES, WAIT, MakeWorld, World
+
+pytestmark = pytest.mark.usefixtures("journal_backend")  # SQLite and PostgreSQL
 
 THREE_RULES = (
     TWO_RULES

@@ -11,7 +11,7 @@ import pytest
 
 from receiver import journal
 from receiver.errors import JournalUnavailable
-from receiver.journal.sqlite import SQLiteJournal
+from receiver.journal.sqlite import Connection, SQLiteJournal
 from receiver.models import Outcome, ServiceRef, Source
 from receiver.remediation.model import Decision
 from receiver.sources import alertmanager
@@ -91,10 +91,10 @@ async def test_one_failing_write_does_not_fail_the_writes_committed_with_it(
     await store.open()
     try:
 
-        def broken(connection: sqlite3.Connection, now: float) -> None:
+        def broken(connection: Connection, now: float) -> None:
             connection.execute("INSERT INTO no_such_table VALUES (1)")
 
-        def buggy(connection: sqlite3.Connection, now: float) -> None:
+        def buggy(connection: Connection, now: float) -> None:
             raise ValueError("a bug in a job")
 
         body = json.dumps(payload("alertmanager-firing.json")).encode()

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import logging
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from receiver.settings import Secret
-from tests.conftest import AUTH, TOKEN, ClientFactory, payload
+from tests.conftest import AUTH, TOKEN, ClientFactory, journal_write_lock, payload
+
+pytestmark = pytest.mark.usefixtures("journal_backend")  # SQLite and PostgreSQL
 
 Client = TestClient[Any, Any]
 
@@ -280,17 +281,12 @@ async def test_a_locked_journal_answers_503_and_records_nothing(
     make_client: ClientFactory, tmp_path: Path
 ) -> None:
     client = await make_client(store_busy_timeout=0.2)
-    blocker = sqlite3.connect(tmp_path / "journal.db", isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")  # another process holding the journal
-    try:
+    with journal_write_lock(tmp_path):  # another process holding the journal
         response = await post(client, "alertmanager", payload("alertmanager-firing.json"))
         assert response.status == 503
         assert response.headers["Retry-After"] == "5"
         readiness = await client.get("/readyz")
         assert readiness.status == 503
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     assert await problems(client) == []
     response = await post(client, "alertmanager", payload("alertmanager-firing.json"))
     assert response.status == 200  # the retry Alertmanager makes gets through
@@ -301,20 +297,17 @@ async def test_overload_is_shed_with_503_and_nothing_acknowledged_is_dropped(
     make_client: ClientFactory, tmp_path: Path
 ) -> None:
     client = await make_client(store_max_pending=2, store_busy_timeout=10)
-    blocker = sqlite3.connect(tmp_path / "journal.db", isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")  # the writer stalls, as on a saturated disk
     bodies = []
     for index in range(6):
         body = payload("alertmanager-firing.json")
         body["alerts"][0]["fingerprint"] = f"key-{index}"
         bodies.append(body)
-    first = [asyncio.create_task(post(client, "alertmanager", b)) for b in bodies[:2]]
-    await asyncio.sleep(0.3)
-    shed = [await post(client, "alertmanager", b) for b in bodies[2:]]
-    assert [r.status for r in shed] == [503] * 4
-    assert all(r.headers["Retry-After"] == "1" for r in shed)
-    blocker.execute("ROLLBACK")
-    blocker.close()
+    with journal_write_lock(tmp_path):  # the writer stalls, as on a saturated disk
+        first = [asyncio.create_task(post(client, "alertmanager", b)) for b in bodies[:2]]
+        await asyncio.sleep(0.3)
+        shed = [await post(client, "alertmanager", b) for b in bodies[2:]]
+        assert [r.status for r in shed] == [503] * 4
+        assert all(r.headers["Retry-After"] == "1" for r in shed)
     accepted = [await task for task in first]
     assert [r.status for r in accepted] == [200, 200]
     assert {p["key"] for p in await problems(client)} == {"key-0", "key-1"}

@@ -333,3 +333,33 @@ def test_the_dynatrace_body_to_paste_becomes_a_valid_problem_once_filled() -> No
 
     problem = dynatrace.parse(yaml.safe_load(filled))
     assert (problem.title, problem.service) == ("Response time degradation", "carts")
+
+
+def test_the_ha_overlay_runs_replicas_on_postgresql_from_a_secret() -> None:
+    documents = kustomize(ROOT / "manifests" / "overlays" / "ha")
+    for document in documents:
+        kubernetes_validate.validate(document, K8S_VERSION, strict=True)
+    kinds = [d["kind"] for d in documents]
+    assert "PersistentVolumeClaim" not in kinds  # the journal is the database
+    deployment = one(documents, "Deployment")
+    spec = deployment["spec"]
+    assert (spec["replicas"], spec["strategy"]["type"]) == (3, "RollingUpdate")
+    pod = spec["template"]["spec"]
+    assert pod["affinity"]["podAntiAffinity"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["RECEIVER_STORE"] == {
+        "name": "RECEIVER_STORE",
+        "valueFrom": {"secretKeyRef": {"name": "selfheal-receiver-store", "key": "url"}},
+    }
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    journal = next(v for v in pod["volumes"] if v["name"] == "journal")
+    assert journal == {"name": "journal", "emptyDir": {}}
+    budget = one(documents, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    egress = [d for d in documents if d["kind"] == "NetworkPolicy"]
+    assert any(
+        port.get("port") == 5432
+        for policy in egress
+        for rule in policy["spec"].get("egress", [])
+        for port in rule.get("ports", [])
+    )

@@ -1,7 +1,6 @@
 """A real Unleash server (npm `unleash-server`, pinned in tests/unleash/package.json) on a
-real PostgreSQL (Debian's package), both on loopback, once per test session.
-
-PostgreSQL refuses to run as root, so as root its commands run as the `postgres` user.
+real PostgreSQL (tests/postgres_server.py, the suite's one), both on loopback, once per test
+session.
 Tokens: an admin token (the receiver's) and a client token (what an application's SDK
 uses) are created at start through Unleash's `initApiTokens`.
 """
@@ -10,12 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests import processes
+from tests import postgres_server, processes
 
 HERE = Path(__file__).parent / "unleash"
 ADMIN_TOKEN = "*:*.selfheal-test-admin-token"
@@ -68,72 +64,19 @@ class Unleash:
         return bool(next(e["enabled"] for e in body["environments"] if e["name"] == environment))
 
 
-def _postgres_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        raise RuntimeError("PostgreSQL is not installed: run scripts/test, which installs it")
-    return Path(found[-1]).parent
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
 @contextlib.contextmanager
-def running(workdir: Path) -> Iterator[Unleash]:
+def running(workdir: Path, postgres: postgres_server.Postgres) -> Iterator[Unleash]:
     if not (HERE / "node_modules" / "unleash-server").exists():
         raise RuntimeError(
             "unleash-server is not installed: run scripts/test (npm ci in tests/unleash)"
         )
-    pg = _postgres_bin()
-    # Its own directory under /tmp: pytest's are private to root, and PostgreSQL runs as
-    # `postgres` when the tests run as root.
-    home = Path(tempfile.mkdtemp(prefix="selfheal-postgres-"))
-    data = home / "pgdata"
-    data.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(home, "postgres")
-        shutil.chown(data, "postgres")
-    db_port, port = processes.free_port(), processes.free_port()
-    user = "postgres" if os.geteuid() == 0 else os.environ.get("USER", "postgres")
-    subprocess.run(
-        _as_postgres([str(pg / "initdb"), "-D", str(data), "-A", "trust", "-U", user]),
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    log = home / "postgres.log"
-    subprocess.run(
-        _as_postgres(
-            [
-                str(pg / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(log),
-                "-w",
-                "start",
-                "-o",
-                f"-p {db_port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    port = processes.free_port()
     node = None
     try:
-        subprocess.run(
-            _as_postgres(
-                [str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(db_port), "-U", user, "unleash"]
-            ),
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        postgres.create_database("unleash")
         env = os.environ | {
-            "UNLEASH_DB_PORT": str(db_port),
-            "UNLEASH_DB_USER": user,
+            "UNLEASH_DB_PORT": str(postgres.port),
+            "UNLEASH_DB_USER": postgres.user,
             "UNLEASH_DB_NAME": "unleash",
             "UNLEASH_PORT": str(port),
             "UNLEASH_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -160,9 +103,3 @@ def running(workdir: Path) -> Iterator[Unleash]:
         if node is not None:
             node.terminate()
             node.wait(timeout=20)
-        subprocess.run(
-            _as_postgres([str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(home, ignore_errors=True)

@@ -1,0 +1,209 @@
+"""Several replicas on one PostgreSQL journal, as real processes: one leads, any takes
+webhooks, and SIGKILL of the leader in the middle of a chain hands it to another within the
+lease, each step applied exactly once (counted by the Kubernetes stand-in)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from tests import kube_standin, postgres_server, processes, prometheus_standin
+from tests.conftest import AUTH, TOKEN, payload
+from tests.crash_stage import ERRORS, NS, RT
+
+WAIT = 4.0
+LEASE = 3.0  # short, so that the takeover is quick to test; the default is 10 s
+
+
+class Replicas:
+    def __init__(
+        self,
+        receivers: list[processes.AsyncReceiver],
+        cluster: kube_standin.Cluster,
+        slis: dict[str, float | None],
+    ) -> None:
+        self.receivers = receivers
+        self.cluster = cluster
+        self.slis = slis
+
+    async def readiness(self, receiver: processes.AsyncReceiver) -> tuple[int, dict[str, Any]]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{receiver.url}/readyz") as response,
+        ):
+            return response.status, await response.json()
+
+    async def role(self, receiver: processes.AsyncReceiver) -> str:
+        _, document = await self.readiness(receiver)
+        return str(document["role"])
+
+    async def leader(self, within: float = 15.0) -> processes.AsyncReceiver:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            alive = [r for r in self.receivers if r.process and r.process.returncode is None]
+            roles = [await self.role(r) for r in alive]
+            if roles.count("leader") == 1:
+                return alive[roles.index("leader")]
+            await asyncio.sleep(0.1)
+        raise AssertionError("no single leader")
+
+    async def fire(self, receiver: processes.AsyncReceiver, key: str = "fp-1") -> int:
+        body = payload("alertmanager-firing.json")
+        body["alerts"][0]["fingerprint"] = key
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{receiver.url}/webhooks/alertmanager", data=json.dumps(body), headers=AUTH
+            ) as response,
+        ):
+            assert response.status == 200, await response.text()
+            remediation_id: int = (await response.json())["recorded"][0]["remediation_id"]
+            return remediation_id
+
+    async def remediation(
+        self, receiver: processes.AsyncReceiver, remediation_id: int
+    ) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{receiver.url}/api/v1/remediations/{remediation_id}") as response,
+        ):
+            document: dict[str, Any] = await response.json()
+            return document
+
+    async def until(
+        self,
+        receiver: processes.AsyncReceiver,
+        remediation_id: int,
+        predicate: Any,
+        within: float = 30.0,
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        document: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            document = await self.remediation(receiver, remediation_id)
+            if predicate(document):
+                return document
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"not reached: {document}")
+
+
+@pytest.fixture
+async def replicas(
+    tmp_path: Path, config_dir: Path, postgres: postgres_server.Postgres
+) -> AsyncIterator[Replicas]:
+    cluster = kube_standin.Cluster()
+    cluster.add_deployment(NS, "carts-primary", replicas=1)
+    slis: dict[str, float | None] = {RT: 900.0, ERRORS: 0.0}
+    kube = TestServer(kube_standin.create_app(cluster))
+    prometheus = TestServer(prometheus_standin.create_app(slis))
+    await kube.start_server()
+    await prometheus.start_server()
+    kubeconfig = kube_standin.write_kubeconfig(tmp_path / "kubeconfig", str(kube.make_url("")))
+    store = postgres.create_database()
+    receivers = [
+        processes.AsyncReceiver(
+            config_dir,
+            port=processes.free_port(),
+            log=tmp_path / f"receiver-{index}.log",
+            env={
+                # Only the store differs from a single receiver's setup (and a short lease).
+                "RECEIVER_STORE": store,
+                "RECEIVER_AUTH_TOKEN": TOKEN,
+                "KUBECONFIG": str(kubeconfig),
+                "RECEIVER_PROMETHEUS_URL": str(prometheus.make_url("")),
+                "RECEIVER_REMEDIATION_WAIT": f"{WAIT:g}s",
+                "RECEIVER_REMEDIATION_COOLDOWN": "0s",
+                "RECEIVER_REMEDIATION_EVALUATION_WINDOW": "2s",
+                "RECEIVER_LEADERSHIP_LEASE": f"{LEASE:g}s",
+                "POD_NAME": f"receiver-{index}",
+            },
+        )
+        for index in range(2)
+    ]
+    for receiver in receivers:
+        await receiver.start()
+    yield Replicas(receivers, cluster, slis)
+    for receiver in receivers:
+        await receiver.stop()
+    await kube.close()
+    await prometheus.close()
+
+
+async def test_one_leads_and_acts_on_a_webhook_posted_to_the_other(replicas: Replicas) -> None:
+    leader = await replicas.leader()
+    (follower,) = [r for r in replicas.receivers if r is not leader]
+    status, ready = await replicas.readiness(follower)
+    assert status == 200
+    assert (ready["role"], ready["store"]["backend"]) == ("follower", "postgresql")
+    rid = await replicas.fire(follower)  # the follower records it; the leader acts
+    waiting = await replicas.until(leader, rid, lambda d: d["phase"] == "wait")
+    assert waiting["steps"][0]["result"] == "succeeded"
+    assert replicas.cluster.replicas(NS, "carts-primary") == 2
+    replicas.slis[RT] = 300.0
+    done = await replicas.until(follower, rid, lambda d: d["phase"] == "done")  # read anywhere
+    assert done["state"] == "healed"
+    assert replicas.cluster.scale_writes() == 1
+    metrics = await _text(f"{leader.url}/metrics")
+    assert "receiver_leader 1.0" in metrics
+    assert "receiver_leader 0.0" in await _text(f"{follower.url}/metrics")
+
+
+async def test_the_leader_killed_in_the_wait_is_replaced_and_the_chain_ends_once(
+    replicas: Replicas,
+) -> None:
+    leader = await replicas.leader()
+    (follower,) = [r for r in replicas.receivers if r is not leader]
+    rid = await replicas.fire(leader)
+    waiting = await replicas.until(follower, rid, lambda d: d["phase"] == "wait")
+    assert replicas.cluster.replicas(NS, "carts-primary") == 2
+    await leader.kill()
+    killed_at = time.monotonic()
+    # Meanwhile a webhook to the survivor is acknowledged, and acted upon once it leads.
+    replicas.slis[RT] = 300.0
+    assert await replicas.leader(within=LEASE * 2 + 5) is follower
+    took_over = time.monotonic() - killed_at
+    assert took_over < LEASE + 3, f"took {took_over:.1f} s"
+    done = await replicas.until(follower, rid, lambda d: d["phase"] == "done")
+    assert done["state"] == "healed"
+    assert done["steps"][0]["evaluation"]["window"]["end"] >= waiting["phase_until"]
+    assert replicas.cluster.scale_writes() == 1  # the wait resumed; nothing applied again
+    assert replicas.cluster.replicas(NS, "carts-primary") == 2
+
+
+async def test_an_action_in_flight_when_the_leader_dies_is_not_applied_twice(
+    replicas: Replicas,
+) -> None:
+    leader = await replicas.leader()
+    (follower,) = [r for r in replicas.receivers if r is not leader]
+    replicas.cluster.write_delay = 1.0  # the scale PATCH is in flight when the leader dies
+    rid = await replicas.fire(follower)
+    for _ in range(200):
+        if replicas.cluster.count("PATCH", "/scale"):
+            break
+        await asyncio.sleep(0.02)
+    assert replicas.cluster.count("PATCH", "/scale") == 1
+    await leader.kill()
+    for _ in range(100):  # the orphaned PATCH lands after its sender died
+        if replicas.cluster.scale_writes():
+            break
+        await asyncio.sleep(0.02)
+    replicas.cluster.write_delay = 0.0
+    replicas.slis[RT] = 300.0
+    assert await replicas.leader(within=LEASE * 2 + 5) is follower
+    done = await replicas.until(follower, rid, lambda d: d["phase"] == "done")
+    assert done["state"] == "healed"
+    # Re-applied from its journaled absolute target (2), not as a second +1.
+    assert replicas.cluster.replicas(NS, "carts-primary") == 2
+
+
+async def _text(url: str) -> str:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return await response.text()
