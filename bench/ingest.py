@@ -13,13 +13,18 @@ state. Per mix it prints the median ratio of throughputs, server CPU per webhook
 to the bare app's (from /proc/PID/stat), the receiver's p50/p99, and at the end the
 receiver's peak RSS. Both servers run as their own processes on loopback.
 
-    python bench/ingest.py [--rounds 3] [--requests 600] [--concurrency 32]
+    python bench/ingest.py [--rounds 3] [--requests 600] [--concurrency 32] [--store STORE]
+
+`--store postgresql://…` measures the PostgreSQL journal (an empty database); `--store
+postgresql` starts a throwaway local PostgreSQL for it (Debian's, fsync on, as SQLite's
+synchronous=full). The default is a SQLite file in a temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -36,7 +41,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests import processes  # noqa: E402
+from tests import postgres_server, processes  # noqa: E402
 from tests.conftest import AUTH, PAYLOADS, TOKEN  # noqa: E402
 
 ALERTS = 10
@@ -166,13 +171,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=600)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--store", default=None, help="a postgresql:// URL, or `postgresql`")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        store = args.store or f"{tmp}/journal.db"
+        if store == "postgresql":
+            store = stack.enter_context(postgres_server.running(fsync=True)).create_database()
+        print(f"store: {store}")
         bare_port, receiver_port = processes.free_port(), processes.free_port()
         bare = subprocess.Popen(
             [sys.executable, str(ROOT / "bench" / "bare_app.py"), str(bare_port)]
         )
-        env = {"RECEIVER_STORE": f"{tmp}/journal.db", "RECEIVER_AUTH_TOKEN": TOKEN}
+        env = {"RECEIVER_STORE": store, "RECEIVER_AUTH_TOKEN": TOKEN}
         try:
             processes.wait_http(f"http://127.0.0.1:{bare_port}/healthz", process=bare)
             log = Path(tmp) / "receiver.log"

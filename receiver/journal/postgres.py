@@ -31,6 +31,7 @@ advisory lock (several replicas may start at once), its version in `journal_meta
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -138,19 +139,44 @@ def _rows(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
     return make
 
 
+class _Cursor:
+    """A psycopg cursor whose row count is known when asked for, also in a pipeline (where
+    answers are read only when needed: its rows are, its row count would not be)."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], pipeline: psycopg.Pipeline | None) -> None:
+        self._cursor = cursor
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        if self._pipeline is not None:
+            self._pipeline.sync()
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor)
+
+
 class _Connection:
     """A psycopg connection that takes the SQLite module's statements."""
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
+        self.pipeline: psycopg.Pipeline | None = None  # while the writer's transaction runs
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
-        return self.raw.execute(_translated(sql), parameters)
+        return _Cursor(self.raw.execute(_translated(sql), parameters), self.pipeline)
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
         cursor = self.raw.cursor()
         cursor.executemany(_translated(sql), parameters)
-        return cursor
+        return _Cursor(cursor, self.pipeline)
 
     def close(self) -> None:
         self.raw.close()
@@ -218,6 +244,7 @@ class PostgresJournal(SQLiteJournal):
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._group_index: _TransactionIndex | None = None  # the writer's, per transaction
         self._origin = f"{os.getpid()}-{id(self)}"  # this journal's events, in payloads
         self._open_problems = 0
         self._size = 0
@@ -333,14 +360,30 @@ class PostgresJournal(SQLiteJournal):
             connection.raw = self._connect_raw()  # the server is back (or this raises again)
         now = self._clock()
         outcomes: list[tuple[Any, BaseException | None]] = []
-        with connection.raw.transaction():
+        # A pipeline: statements whose answers are not read at once (inserts, updates) go
+        # out without waiting for them; a read waits once for everything sent before it.
+        with connection.raw.pipeline() as pipeline, connection.raw.transaction():
+            connection.pipeline = pipeline
             connection.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
             leads = not any(request.fenced for request in group) or self._holds_lease(connection)
-            for request in group:
-                if request.fenced and not leads:
-                    outcomes.append((None, JournalFenced("this replica no longer leads")))
-                else:
-                    outcomes.append((request.job(connection, now), None))
+            # What the group's deliveries are about, learnt at once rather than one by one.
+            intake = [request for request in group if request.keys]
+            self._group_index = _TransactionIndex(connection).prepare(
+                _Writes(),
+                [key for request in intake for key in request.keys],
+                [ref for request in intake for ref in request.services],
+                deliveries=len(intake),
+                problems=sum(len(request.keys) for request in intake),
+            )
+            try:
+                for request in group:
+                    if request.fenced and not leads:
+                        outcomes.append((None, JournalFenced("this replica no longer leads")))
+                    else:
+                        outcomes.append((request.job(connection, now), None))
+            finally:
+                self._group_index = None
+                connection.pipeline = None
         return outcomes
 
     def _recover(self, connection: Connection) -> None:
@@ -372,9 +415,22 @@ class PostgresJournal(SQLiteJournal):
         return None
 
     def _index_for(
-        self, connection: Connection, writes: _Writes, keys: Sequence[tuple[str, str]]
+        self,
+        connection: Connection,
+        writes: _Writes,
+        keys: Sequence[tuple[str, str]],
+        *,
+        services: Sequence[ServiceRef] = (),
+        new_ids: bool = False,
     ) -> _TransactionIndex:
-        return _TransactionIndex(connection, writes, keys)
+        index = self._group_index or _TransactionIndex(connection)
+        return index.prepare(
+            writes,
+            keys,
+            services,
+            deliveries=1 if new_ids else 0,
+            problems=len(keys) if new_ids else 0,
+        )
 
     async def probe(self) -> None:
         """A real write, as SQLite's: a full disk or a read-only standby shows."""
@@ -479,27 +535,76 @@ def _decode(payload: str) -> tuple[str, JournalEvent]:
 class _TransactionIndex:
     """Open problems, remediations under way and new ids as one transaction sees them, read
     from the database (under the write lock nobody else changes them meanwhile) and kept for
-    the rest of the transaction, with what it changed itself."""
+    the rest of the transaction, with what its jobs changed themselves."""
 
-    def __init__(
-        self, connection: Connection, writes: _Writes, keys: Sequence[tuple[str, str]]
-    ) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        self._writes = writes
-        # Known closed until found open: one query for every key the transaction is about.
-        self._open: dict[tuple[str, str], _OpenProblem | None] = dict.fromkeys(keys)
+        self._writes = _Writes()  # the current job's, flushed before a count that needs it
+        self._open: dict[tuple[str, str], _OpenProblem | None] = {}
         self._active: dict[tuple[str, str, str], dict[str, int]] = {}
-        self._problem_ids: Iterator[int] = iter(())
-        self._wanted = len(keys) or 1
-        if keys:
-            for source, key, problem_id, reason, remediation_id in connection.execute(
-                "SELECT p.source, p.key, p.id, p.ignored_reason, COALESCE(p.remediation_id, r.id)"
+        self._problem_ids: collections.deque[int] = collections.deque()  # in sequence order
+        self._delivery_ids: collections.deque[int] = collections.deque()
+
+    def prepare(
+        self,
+        writes: _Writes,
+        keys: Sequence[tuple[str, str]],
+        services: Sequence[ServiceRef] = (),
+        *,
+        deliveries: int = 0,
+        problems: int = 0,
+    ) -> _TransactionIndex:
+        """Learn what is not known yet about `keys` and `services`, and take the ids still
+        missing — every question sent before the first answer is read: in a pipeline, one
+        round trip (for a whole group commit, when its transaction begins)."""
+        self._writes = writes
+        connection = self._connection
+        wanted_deliveries = max(0, deliveries - len(self._delivery_ids))
+        wanted_problems = max(0, problems - len(self._problem_ids))
+        ids = (
+            connection.execute(
+                "SELECT ARRAY(SELECT nextval(pg_get_serial_sequence('deliveries', 'id'))"
+                " FROM generate_series(1, ?)),"
+                " ARRAY(SELECT nextval(pg_get_serial_sequence('problems', 'id'))"
+                " FROM generate_series(1, ?))",
+                (wanted_deliveries, wanted_problems),
+            )
+            if wanted_deliveries or wanted_problems
+            else None
+        )
+        unknown = [key for key in dict.fromkeys(keys) if key not in self._open]
+        found = [
+            connection.execute(
+                "SELECT p.source, p.key, p.id, p.ignored_reason,"
+                " COALESCE(p.remediation_id, r.id)"
                 " FROM problems p LEFT JOIN remediations r ON r.problem_id = p.id"
-                " WHERE p.state = 'open' AND p.key = ANY(?)",
-                (sorted({key for _, key in keys}),),
-            ):
-                if (source, key) in self._open:
-                    self._open[(source, key)] = _OpenProblem(problem_id, reason, remediation_id)
+                " WHERE p.state = 'open' AND p.source = ? AND p.key = ANY(?)",
+                (source, sorted({key for s, key in unknown if s == source})),
+            )
+            for source in sorted({source for source, _ in unknown})  # one, for a delivery
+        ]
+        self._open.update(dict.fromkeys(unknown))  # closed, unless found open
+        services_unknown = sorted(
+            {(r.project, r.stage, r.service) for r in services} - self._active.keys()
+        )
+        under_way = [(service, self._under_way(service)) for service in services_unknown]
+        if ids is not None:
+            delivery_ids, problem_ids = ids.fetchone()
+            self._delivery_ids.extend(delivery_ids)
+            self._problem_ids.extend(problem_ids)
+        for cursor in found:
+            for source, key, problem_id, reason, remediation_id in cursor:
+                self._open[(source, key)] = _OpenProblem(problem_id, reason, remediation_id)
+        for service, cursor in under_way:
+            self._active[service] = _rules(cursor)
+        return self
+
+    def _under_way(self, service: tuple[str, str, str]) -> Cursor:
+        return self._connection.execute(
+            "SELECT id, (plan::json)->>'rule' FROM remediations WHERE project = ?"
+            f" AND stage = ? AND service = ? AND state IN {_UNDER_WAY} ORDER BY id",
+            service,
+        )
 
     def current(self, key: tuple[str, str]) -> _OpenProblem | None:
         if key not in self._open:
@@ -515,14 +620,7 @@ class _TransactionIndex:
     def active_of(self, ref: ServiceRef) -> dict[str, int]:
         service = (ref.project, ref.stage, ref.service)
         if service not in self._active:
-            rules: dict[str, int] = {}
-            for remediation_id, rule in self._connection.execute(
-                "SELECT id, (plan::json)->>'rule' FROM remediations WHERE project = ?"
-                f" AND stage = ? AND service = ? AND state IN {_UNDER_WAY} ORDER BY id",
-                service,
-            ):
-                rules.setdefault(rule, remediation_id)
-            self._active[service] = rules
+            self._active[service] = _rules(self._under_way(service))
         return self._active[service]
 
     def opened(
@@ -547,27 +645,22 @@ class _TransactionIndex:
         return int(left)
 
     def take_problem_id(self) -> int:
-        """From the table's own sequence, fetched for the whole delivery at once."""
-        taken = next(self._problem_ids, None)
-        if taken is None:
-            self._problem_ids = iter(
-                [
-                    row[0]
-                    for row in self._connection.execute(
-                        "SELECT nextval(pg_get_serial_sequence('problems', 'id'))"
-                        " FROM generate_series(1, ?)",
-                        (self._wanted,),
-                    )
-                ]
-            )
-            taken = next(self._problem_ids)
-        return int(taken)
+        if not self._problem_ids:
+            self.prepare(self._writes, (), problems=1)
+        return int(self._problem_ids.popleft())
 
     def take_delivery_id(self) -> int:
-        ((delivery_id,),) = self._connection.execute(
-            "SELECT nextval(pg_get_serial_sequence('deliveries', 'id'))"
-        )
-        return int(delivery_id)
+        if not self._delivery_ids:
+            self.prepare(self._writes, (), deliveries=1)
+        return int(self._delivery_ids.popleft())
+
+
+def _rules(cursor: Cursor) -> dict[str, int]:
+    """Rule → the oldest remediation under way for it."""
+    rules: dict[str, int] = {}
+    for remediation_id, rule in cursor:
+        rules.setdefault(rule, remediation_id)
+    return rules
 
 
 def _migrate(raw: psycopg.Connection[Any]) -> None:

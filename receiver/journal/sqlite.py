@@ -222,6 +222,9 @@ class _Request:
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     fenced: bool = False  # the engine's: refused once this process no longer leads
+    # An intake's problems (source, key) and the services it may start remediations of.
+    keys: Sequence[tuple[str, str]] = ()
+    services: Sequence[ServiceRef] = ()
 
 
 class SQLiteJournal:
@@ -318,7 +321,15 @@ class SQLiteJournal:
 
     # -- writing -----------------------------------------------------------------------------
 
-    async def write(self, job: Job[T], *, shed: bool = True, fenced: bool = False) -> T:
+    async def write(
+        self,
+        job: Job[T],
+        *,
+        shed: bool = True,
+        fenced: bool = False,
+        keys: Sequence[tuple[str, str]] = (),
+        services: Sequence[ServiceRef] = (),
+    ) -> T:
         """Run `job(connection, now)` in a committed transaction; its result once committed.
 
         With `shed` (intake), raise JournalOverloaded at once when too many webhooks wait
@@ -337,7 +348,9 @@ class SQLiteJournal:
         if shed:
             self._intake += 1
             future.add_done_callback(self._intake_done)
-        self._queue.put(_Request(job=job, future=future, loop=loop, fenced=fenced))
+        self._queue.put(
+            _Request(job=job, future=future, loop=loop, fenced=fenced, keys=keys, services=services)
+        )
         # shield: a client that hangs up must not un-record what is being committed.
         return await asyncio.shield(future)
 
@@ -362,15 +375,22 @@ class SQLiteJournal:
         the same transaction as its problem: one per open problem, never lost in between.
         """
 
+        keys = [(n.source.value, n.key) for n in notifications]
+        services = [
+            ref
+            for n, decision in zip(notifications, decisions, strict=True)
+            if decision.plan is not None and (ref := n.service_ref) is not None
+        ]
+
         def job(
             connection: Connection, now: float
         ) -> tuple[tuple[Recorded, ...], list[JournalEvent]]:
             recorded, events = self._apply(
-                connection, now, source, delivery, notifications, decisions
+                connection, now, source, delivery, notifications, decisions, keys, services
             )
             return recorded, self._committing(connection, events)
 
-        recorded, events = await self.write(job)
+        recorded, events = await self.write(job, keys=keys, services=services)
         for event in events:  # committed: whoever acts may act on them now
             self._publish(event)
         return recorded
@@ -395,10 +415,17 @@ class SQLiteJournal:
         self._index.finished(remediation_id)
 
     def _index_for(
-        self, connection: Connection, writes: _Writes, keys: Sequence[tuple[str, str]]
+        self,
+        connection: Connection,
+        writes: _Writes,
+        keys: Sequence[tuple[str, str]],
+        *,
+        services: Sequence[ServiceRef] = (),
+        new_ids: bool = False,
     ) -> OpenIndex:
         """What a transaction about problems `keys` (source, key) decides on: open problems,
-        remediations under way, new ids."""
+        remediations under way (of `services`, where known), new ids (`new_ids`: a
+        delivery's and a problem's per key)."""
         return self._index
 
     def _reindex(self, connection: Connection) -> None:
@@ -414,13 +441,13 @@ class SQLiteJournal:
         delivery: bytes,
         notifications: Sequence[Notification],
         decisions: Sequence[Decision],
+        keys: Sequence[tuple[str, str]],
+        services: Sequence[ServiceRef],
     ) -> tuple[tuple[Recorded, ...], list[JournalEvent]]:
         # Decisions come from the writer's in-memory index of open problems and active
         # remediations, so a notification costs no SELECT; writes are batched per statement.
         writes = _Writes()
-        index = self._index_for(
-            connection, writes, [(n.source.value, n.key) for n in notifications]
-        )
+        index = self._index_for(connection, writes, keys, services=services, new_ids=True)
         events: list[JournalEvent] = []
         delivery_id = index.take_delivery_id()
         writes.add(
