@@ -147,10 +147,17 @@ class Engine:
 
     async def _follow_and_lead(self) -> None:
         while True:
-            if not self._leading:
-                await self._leadership.acquire()
-                await self._take_over()
-            await self._leadership.lost()
+            try:
+                if not self._leading:
+                    await self._leadership.acquire()
+                    await self._take_over()
+                await self._leadership.lost()
+            except JournalError as e:  # could not read what is under way: let go, try again
+                logger.warning("engine.take_over_failed", extra={"error": str(e)})
+                await self._step_down()
+                await self._leadership.release()
+                await asyncio.sleep(1.0)
+                continue
             await self._step_down()
 
     async def _take_over(self) -> None:
