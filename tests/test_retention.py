@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from receiver.journal import EVALUATIONS_KEPT, Pruned
-from receiver.journal.sqlite import SQLiteJournal
+import pytest
+
+from receiver.journal import EVALUATIONS_KEPT, Pruned, open_journal
 from receiver.models import ServiceRef
-from tests.conftest import AUTH
+from tests.conftest import AUTH, journal_url
 from tests.engine_world import TWO_RULES, MakeWorld, World
+
+pytestmark = pytest.mark.usefixtures("journal_backend")  # SQLite and PostgreSQL
 
 DAY = 86400.0
 RETENTION = 14 * DAY
@@ -80,8 +83,10 @@ async def test_evaluations_are_kept_as_history_up_to_the_newest_of_each_service(
     tmp_path: Path,
 ) -> None:
     now = [0.0]
-    journal = SQLiteJournal(str(tmp_path / "journal.db"), clock=lambda: now[0])
+    journal = open_journal(journal_url(tmp_path), clock=lambda: now[0])
     await journal.open()
+    lease = journal.leadership("test", 10.0)  # evaluations are the engine's: the leader's
+    assert await lease.acquire()
     try:
         for index in range(EVALUATIONS_KEPT + 5):
             now[0] = float(index)
@@ -102,4 +107,5 @@ async def test_evaluations_are_kept_as_history_up_to_the_newest_of_each_service(
         assert history[-1][1] == {"response_time_p90": 5.0}  # the oldest five went
         assert await journal.prune(now[0] - RETENTION) == Pruned()
     finally:
+        await lease.release()
         await journal.close()
