@@ -40,6 +40,22 @@ _DECISION = {
 }
 
 # path → method → (summary, parameters, security, answers)
+_READINESS = {
+    "type": "object",
+    "required": ["status", "role", "store", "checks"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ready", "not ready"]},
+        "role": {"type": "string", "enum": ["leader", "follower"]},
+        "store": {
+            "type": "object",
+            "properties": {
+                "backend": {"type": "string", "enum": ["sqlite", "postgresql"]},
+                "where": {"type": "string"},
+            },
+        },
+        "checks": {"type": "object"},
+    },
+}
 _ROUTES: dict[str, dict[str, tuple[str, list[dict[str, Any]], bool, dict[str, Any]]]] = {
     "/webhooks/alertmanager": {
         "post": ("An Alertmanager webhook (payload version 4); every alert is read", [], True,
@@ -123,9 +139,10 @@ _ROUTES: dict[str, dict[str, tuple[str, list[dict[str, Any]], bool, dict[str, An
     "/favicon.ico": {"get": ("None: 204", [], False, {"204": {"description": "no icon"}})},
     "/healthz": {"get": ("Alive", [], False, {"200": _answer("alive", {"type": "object"})})},
     "/readyz": {
-        "get": ("Ready: configuration loaded, the journal takes a write now", [], False,
-                {"200": _answer("ready, with checks", {"type": "object"}),
-                 "503": _answer("not ready, with why", {"type": "object"})}),
+        "get": ("Ready: configuration loaded, the journal takes a write now; the replica's"
+                " role (leader | follower) and store", [], False,
+                {"200": _answer("ready, with checks", _READINESS),
+                 "503": _answer("not ready, with why", _READINESS)}),
     },
     "/metrics": {"get": ("Prometheus metrics (text format)", [], False,
                          {"200": {"description": "text/plain; version=0.0.4"}})},

@@ -187,6 +187,32 @@ async def test_the_leader_killed_in_the_wait_is_replaced_and_the_chain_ends_once
     assert replicas.cluster.replicas(NS, "carts-primary") == 2
 
 
+async def test_a_resolve_sent_to_a_follower_while_nobody_leads_is_acted_upon(
+    replicas: Replicas,
+) -> None:
+    leader = await replicas.leader()
+    (follower,) = [r for r in replicas.receivers if r is not leader]
+    rid = await replicas.fire(leader)
+    waiting = await replicas.until(follower, rid, lambda d: d["phase"] == "wait")
+    await leader.kill()
+    resolved = payload("alertmanager-resolved.json")
+    resolved["alerts"][0]["fingerprint"] = "fp-1"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{follower.url}/webhooks/alertmanager", data=json.dumps(resolved), headers=AUTH
+        ) as response,
+    ):
+        assert response.status == 200  # acknowledged while no replica acts
+    replicas.slis[RT] = 300.0
+    assert await replicas.leader(within=LEASE * 2 + 5) is follower
+    done = await replicas.until(follower, rid, lambda d: d["phase"] == "done")
+    # Judged when the new leader took over and found the resolve, not when the wait ran out.
+    assert done["state"] == "healed"
+    assert done["steps"][0]["evaluation"]["window"]["end"] < waiting["phase_until"]
+    assert replicas.cluster.scale_writes() == 1
+
+
 async def test_an_action_in_flight_when_the_leader_dies_is_not_applied_twice(
     replicas: Replicas,
 ) -> None:
