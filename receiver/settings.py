@@ -118,7 +118,7 @@ class Settings:
     store_busy_timeout: float = _field(
         5.0, "store.busy_timeout", "RECEIVER_STORE_BUSY_TIMEOUT", "duration"
     )
-    # PostgreSQL only: a file holding the password (a mounted Secret), read at each connect.
+    # PostgreSQL only: a file holding the password (a mounted Secret), read at start.
     store_password_file: str | None = _field(
         None, "store.password_file", "RECEIVER_STORE_PASSWORD_FILE", "str"
     )

@@ -240,6 +240,7 @@ class PostgresJournal(SQLiteJournal):
         self.where = redacted(url)
         self._url = url
         self._password_file = password_file
+        self._settings: tuple[str, dict[str, Any]] = (url, {})  # read when opened
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -254,16 +255,15 @@ class PostgresJournal(SQLiteJournal):
     # -- life cycle --------------------------------------------------------------------------
 
     def _connect_raw(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-        conninfo, kwargs = connection_settings(
-            self._url, password_file=self._password_file, timeout=self._busy_timeout
-        )
+        conninfo, kwargs = self._settings
         return psycopg.connect(conninfo, autocommit=autocommit, row_factory=_rows, **kwargs)
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
-        conninfo, kwargs = connection_settings(
+        self._settings = connection_settings(
             self._url, password_file=self._password_file, timeout=self._busy_timeout
         )
+        conninfo, kwargs = self._settings
         pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
             conninfo,
             kwargs=kwargs | {"row_factory": _rows},
