@@ -5,6 +5,7 @@ lease, each step applied exactly once (counted by the Kubernetes stand-in)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -95,16 +96,12 @@ class Replicas:
         raise AssertionError(f"not reached: {document}")
 
 
-@pytest.fixture
-async def replicas(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    config_dir: Path,
-    postgres: postgres_server.Postgres,
+@contextlib.asynccontextmanager
+async def running(
+    tmp_path: Path, config_dir: Path, store: str, *, count: int, lease: float | None
 ) -> AsyncIterator[Replicas]:
-    """Two receivers on one database; the lease is short unless the test says (its default
-    is what a user gets)."""
-    lease: float | None = getattr(request, "param", LEASE)
+    """`count` receivers on `store`, with the Kubernetes and Prometheus stand-ins; the lease
+    is the default where None (what a user gets)."""
     wait = 4.0 if lease else 14.0  # outlasts the takeover: it happens inside the wait
     cluster = kube_standin.Cluster()
     cluster.add_deployment(NS, "carts-primary", replicas=1)
@@ -114,7 +111,6 @@ async def replicas(
     await kube.start_server()
     await prometheus.start_server()
     kubeconfig = kube_standin.write_kubeconfig(tmp_path / "kubeconfig", str(kube.make_url("")))
-    store = postgres.create_database()
     receivers = [
         processes.AsyncReceiver(
             config_dir,
@@ -133,15 +129,32 @@ async def replicas(
             }
             | ({"RECEIVER_LEADERSHIP_LEASE": f"{lease:g}s"} if lease else {}),
         )
-        for index in range(2)
+        for index in range(count)
     ]
-    for receiver in receivers:
-        await receiver.start()
-    yield Replicas(receivers, cluster, slis)
-    for receiver in receivers:
-        await receiver.stop()
-    await kube.close()
-    await prometheus.close()
+    try:
+        for receiver in receivers:
+            await receiver.start()
+        yield Replicas(receivers, cluster, slis)
+    finally:
+        for receiver in receivers:
+            await receiver.stop()
+        await kube.close()
+        await prometheus.close()
+
+
+@pytest.fixture
+async def replicas(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    config_dir: Path,
+    postgres: postgres_server.Postgres,
+) -> AsyncIterator[Replicas]:
+    """Two receivers on one database; the lease is short unless the test says."""
+    lease: float | None = getattr(request, "param", LEASE)
+    async with running(
+        tmp_path, config_dir, postgres.create_database(), count=2, lease=lease
+    ) as started:
+        yield started
 
 
 async def test_one_leads_and_acts_on_a_webhook_posted_to_the_other(replicas: Replicas) -> None:
@@ -242,3 +255,26 @@ async def test_an_action_in_flight_when_the_leader_dies_is_not_applied_twice(
 async def _text(url: str) -> str:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return await response.text()
+
+
+async def test_a_remediation_goes_on_after_its_database_was_away_longer_than_the_lease(
+    tmp_path: Path, config_dir: Path
+) -> None:
+    """The leader steps down while PostgreSQL is stopped, takes the lease again once it is
+    back, reads what is under way again and finishes the chain; nothing applied twice."""
+    with postgres_server.running() as database:
+        async with running(
+            tmp_path, config_dir, database.create_database(), count=1, lease=LEASE
+        ) as one:
+            (receiver,) = one.receivers
+            rid = await one.fire(receiver)
+            await one.until(receiver, rid, lambda d: d["phase"] == "wait")
+            await asyncio.to_thread(database.stop, "immediate")
+            await asyncio.sleep(LEASE + 1)  # long enough to lose the lease
+            assert await one.role(receiver) == "follower"
+            await asyncio.to_thread(database.start)
+            one.slis[RT] = 300.0
+            assert await one.leader(within=LEASE * 3) is receiver
+            done = await one.until(receiver, rid, lambda d: d["phase"] == "done")
+            assert done["state"] == "healed"
+            assert one.cluster.scale_writes() == 1
