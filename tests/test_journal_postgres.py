@@ -11,17 +11,25 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
+import psycopg
 import pytest
 
+from receiver import journal as journal_module
 from receiver.errors import JournalFenced, JournalUnavailable
 from receiver.journal import RemediationCreated, open_journal
-from receiver.journal.postgres import PostgresJournal, PostgresLease, redacted
-from receiver.models import Source
+from receiver.journal.postgres import (
+    PostgresJournal,
+    PostgresLease,
+    connection_settings,
+    redacted,
+)
+from receiver.models import ServiceRef, Source
 from receiver.remediation.model import Decision, Plan, Progress
 from receiver.sources import alertmanager
 from tests import postgres_server, processes
 from tests.conftest import AUTH, TOKEN, payload
 
+CARTS = ServiceRef(project="sockshop", stage="production", service="carts")
 LABELS = alertmanager.LabelNames(project=("project",), stage=("stage",), service=("service",))
 
 
@@ -198,3 +206,61 @@ async def test_a_stopped_database_answers_503_and_loses_nothing_acknowledged(
             assert keys == {"before", "after"}  # nothing acknowledged lost, nothing half-kept
     finally:
         await receiver.stop()
+
+
+async def test_tools_beside_the_service_read_the_history_and_open_problems_from_postgresql(
+    postgres: postgres_server.Postgres,
+) -> None:
+    url = postgres.create_database()
+    journal = open_journal(url, clock=time.time)
+    await journal.open()
+    lease = journal.leadership("tool-test", 10.0)
+    assert await lease.acquire(wait=False)
+    try:
+        assert isinstance(journal, PostgresJournal)
+        await record(journal, storm(0, size=3))
+        await journal.record_evaluation(
+            CARTS,
+            window_start=0.0,
+            window_end=1.0,
+            result="pass",
+            score=100.0,
+            values={"response_time_p90": 250.0},
+            detail={},
+        )
+    finally:
+        await lease.release()
+        await journal.close()
+    # What `receiver slo evaluate --config` reads, with RECEIVER_STORE pointing here.
+    history = await asyncio.to_thread(
+        journal_module.read_history, url, CARTS, results=["pass"], limit=5
+    )
+    assert history == [("pass", {"response_time_p90": 250.0})]
+    assert await asyncio.to_thread(journal_module.read_open_problems, url, CARTS) == 3
+    unreachable = f"postgresql://app:s3cret@127.0.0.1:{processes.free_port()}/receiver"
+    with pytest.raises(JournalUnavailable, match=r"app:\*\*\*@") as refused:
+        journal_module.read_open_problems(unreachable, CARTS)
+    assert "s3cret" not in str(refused.value)
+
+
+def test_the_password_comes_from_its_file_and_a_missing_file_says_so(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    _, kwargs = connection_settings("postgresql://app@db/x", password_file=str(secret), timeout=5)
+    assert kwargs["password"] == "s3cret"
+    with pytest.raises(JournalUnavailable, match="cannot read the store password file"):
+        connection_settings("postgresql://app@db/x", password_file=str(tmp_path / "no"), timeout=5)
+
+
+async def test_a_journal_of_a_newer_schema_is_refused_with_why(
+    postgres: postgres_server.Postgres,
+) -> None:
+    url = postgres.create_database()
+    journal = open_journal(url, clock=time.time)
+    await journal.open()
+    await journal.close()
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("UPDATE journal_meta SET value = 99 WHERE key = 'schema_version'")
+    newer = open_journal(url, clock=time.time)
+    with pytest.raises(JournalUnavailable, match="schema version 99, newer than this receiver"):
+        await newer.open()

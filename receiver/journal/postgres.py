@@ -111,6 +111,32 @@ def _schema() -> list[str]:
     ]
 
 
+# The intake's per-alert inserts, many rows as one statement over arrays (unnest): parsed,
+# planned and sent once, where executemany costs a round of the protocol per row. The
+# columns of each row that go in, in order. A run of problem rows never holds one key twice
+# (a second opening needs a resolve in between), so the occurrence subquery sees what it must.
+_BULK: dict[str, tuple[str, tuple[int, ...]]] = {
+    statements.INSERT_PROBLEM: (
+        "INSERT INTO problems (id, source, key, occurrence, title, state, project, stage,"
+        " service, url, first_seen, last_seen, ignored_reason, remediation_id)"
+        " SELECT u.id, u.source, u.key, 1 + (SELECT COALESCE(MAX(p.occurrence), 0)"
+        " FROM problems p WHERE p.source = u.source AND p.key = u.key), u.title, 'open',"
+        " u.project, u.stage, u.service, u.url, u.first_seen, u.last_seen, u.reason,"
+        " u.remediation_id FROM unnest(?::bigint[], ?::text[], ?::text[], ?::text[],"
+        " ?::text[], ?::text[], ?::text[], ?::text[], ?::float8[], ?::float8[], ?::text[],"
+        " ?::bigint[]) AS u(id, source, key, title, project, stage, service, url, first_seen,"
+        " last_seen, reason, remediation_id)",
+        (0, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12, 13),
+    ),
+    statements.INSERT_NOTIFICATION: (
+        "INSERT INTO notifications (delivery_id, position, received_at, source, key, signal,"
+        " outcome, reason, problem_id) SELECT * FROM unnest(?::bigint[], ?::bigint[],"
+        " ?::float8[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[])",
+        tuple(range(9)),
+    ),
+}
+
+
 @functools.lru_cache(maxsize=512)
 def _translated(sql: str) -> str:
     """A statement of the SQLite module with psycopg's placeholders."""
@@ -174,8 +200,13 @@ class _Connection:
         return _Cursor(self.raw.execute(_translated(sql), parameters), self.pipeline)
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
+        rows = list(parameters)
+        if sql in _BULK and len(rows) > 1:  # one statement, its columns as arrays
+            statement, columns = _BULK[sql]
+            arrays = [[row[column] for row in rows] for column in columns]
+            return _Cursor(self.raw.execute(_translated(statement), arrays), self.pipeline)
         cursor = self.raw.cursor()
-        cursor.executemany(_translated(sql), parameters)
+        cursor.executemany(_translated(sql), rows)
         return _Cursor(cursor, self.pipeline)
 
     def close(self) -> None:
@@ -606,22 +637,13 @@ class _TransactionIndex:
             service,
         )
 
+    # Only what was prepared is asked for: a key or service missing here is a bug (KeyError).
+
     def current(self, key: tuple[str, str]) -> _OpenProblem | None:
-        if key not in self._open:
-            row = self._connection.execute(
-                "SELECT p.id, p.ignored_reason, COALESCE(p.remediation_id, r.id)"
-                " FROM problems p LEFT JOIN remediations r ON r.problem_id = p.id"
-                " WHERE p.state = 'open' AND p.source = ? AND p.key = ?",
-                key,
-            ).fetchone()
-            self._open[key] = _OpenProblem(*row) if row else None
         return self._open[key]
 
     def active_of(self, ref: ServiceRef) -> dict[str, int]:
-        service = (ref.project, ref.stage, ref.service)
-        if service not in self._active:
-            self._active[service] = _rules(self._under_way(service))
-        return self._active[service]
+        return self._active[(ref.project, ref.stage, ref.service)]
 
     def opened(
         self,
@@ -645,13 +667,9 @@ class _TransactionIndex:
         return int(left)
 
     def take_problem_id(self) -> int:
-        if not self._problem_ids:
-            self.prepare(self._writes, (), problems=1)
-        return int(self._problem_ids.popleft())
+        return int(self._problem_ids.popleft())  # one was taken per key prepared
 
     def take_delivery_id(self) -> int:
-        if not self._delivery_ids:
-            self.prepare(self._writes, (), deliveries=1)
         return int(self._delivery_ids.popleft())
 
 

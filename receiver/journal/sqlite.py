@@ -202,6 +202,18 @@ CREATE INDEX IF NOT EXISTS evaluations_service ON evaluations (project, stage, s
 CREATE INDEX IF NOT EXISTS evaluations_remediation ON evaluations (remediation_id);
 """
 
+# What intake writes most, a row per alert (the PostgreSQL journal sends many as one).
+INSERT_PROBLEM = (
+    "INSERT INTO problems (id, source, key, occurrence, title, state, project, stage, service,"
+    " url, first_seen, last_seen, ignored_reason, remediation_id)"
+    " VALUES (?, ?, ?, 1 + (SELECT COALESCE(MAX(occurrence), 0) FROM problems"
+    " WHERE source = ? AND key = ?), ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_NOTIFICATION = (
+    "INSERT INTO notifications (delivery_id, position, received_at, source, key, signal,"
+    " outcome, reason, problem_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
 _PROBLEM_COLUMNS = (
     "id, source, key, occurrence, title, state, project, stage, service, url, repeats, "
     "first_seen, last_seen, resolved_at, ignored_reason"
@@ -491,11 +503,7 @@ class SQLiteJournal:
                             ),
                         )
                 writes.add(
-                    "INSERT INTO problems (id, source, key, occurrence, title, state, project,"
-                    " stage, service, url, first_seen, last_seen, ignored_reason,"
-                    " remediation_id)"
-                    " VALUES (?, ?, ?, 1 + (SELECT COALESCE(MAX(occurrence), 0) FROM problems"
-                    " WHERE source = ? AND key = ?), ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?)",
+                    INSERT_PROBLEM,
                     (
                         problem_id,
                         n.source.value,
@@ -543,8 +551,7 @@ class SQLiteJournal:
                 outcome = Outcome.IGNORED
                 reason = "already resolved" if latest else "no open problem with this key"
             writes.add(
-                "INSERT INTO notifications (delivery_id, position, received_at, source, key,"
-                " signal, outcome, reason, problem_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                INSERT_NOTIFICATION,
                 (
                     delivery_id,
                     position,
