@@ -5,6 +5,8 @@ Prometheus stand-ins, that a test can SIGKILL and start again on the same journa
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime
 import json
 from collections.abc import AsyncIterator, Callable
@@ -67,8 +69,18 @@ class Stage:
         raise AssertionError(f"not reached: {document}")
 
 
-@pytest.fixture
-async def stage(tmp_path: Path, config_dir: Path) -> AsyncIterator[Stage]:
+@dataclasses.dataclass
+class StandIns:
+    """A Kubernetes with carts-primary at 1 replica, a Prometheus answering `slis`, and the
+    environment that points a receiver at them (with short waits)."""
+
+    cluster: kube_standin.Cluster
+    slis: dict[str, float | None]
+    env: dict[str, str]
+
+
+@contextlib.asynccontextmanager
+async def stand_ins(tmp_path: Path, *, wait: float = WAIT) -> AsyncIterator[StandIns]:
     cluster = kube_standin.Cluster()
     cluster.add_deployment(NS, "carts-primary", replicas=1)
     slis: dict[str, float | None] = {RT: 900.0, ERRORS: 0.0}
@@ -77,25 +89,36 @@ async def stage(tmp_path: Path, config_dir: Path) -> AsyncIterator[Stage]:
     await kube.start_server()
     await prometheus.start_server()
     kubeconfig = kube_standin.write_kubeconfig(tmp_path / "kubeconfig", str(kube.make_url("")))
-    receiver = processes.AsyncReceiver(
-        config_dir,
-        port=processes.free_port(),
-        log=tmp_path / "receiver.log",
-        env={
-            "RECEIVER_STORE": str(tmp_path / "journal.db"),
-            "RECEIVER_AUTH_TOKEN": TOKEN,
-            "KUBECONFIG": str(kubeconfig),
-            "RECEIVER_PROMETHEUS_URL": str(prometheus.make_url("")),
-            "RECEIVER_REMEDIATION_WAIT": f"{WAIT:g}s",
-            "RECEIVER_REMEDIATION_COOLDOWN": "0s",
-            "RECEIVER_REMEDIATION_EVALUATION_WINDOW": "2s",
-        },
-    )
-    await receiver.start()
-    yield Stage(receiver, cluster, slis)
-    await receiver.stop()
-    await kube.close()
-    await prometheus.close()
+    try:
+        yield StandIns(
+            cluster,
+            slis,
+            {
+                "RECEIVER_AUTH_TOKEN": TOKEN,
+                "KUBECONFIG": str(kubeconfig),
+                "RECEIVER_PROMETHEUS_URL": str(prometheus.make_url("")),
+                "RECEIVER_REMEDIATION_WAIT": f"{wait:g}s",
+                "RECEIVER_REMEDIATION_COOLDOWN": "0s",
+                "RECEIVER_REMEDIATION_EVALUATION_WINDOW": "2s",
+            },
+        )
+    finally:
+        await kube.close()
+        await prometheus.close()
+
+
+@pytest.fixture
+async def stage(tmp_path: Path, config_dir: Path) -> AsyncIterator[Stage]:
+    async with stand_ins(tmp_path) as around:
+        receiver = processes.AsyncReceiver(
+            config_dir,
+            port=processes.free_port(),
+            log=tmp_path / "receiver.log",
+            env={"RECEIVER_STORE": str(tmp_path / "journal.db"), **around.env},
+        )
+        await receiver.start()
+        yield Stage(receiver, around.cluster, around.slis)
+        await receiver.stop()
 
 
 def moment(iso: str) -> float:

@@ -14,11 +14,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from tests import kube_standin, postgres_server, processes, prometheus_standin
-from tests.conftest import AUTH, TOKEN, payload
-from tests.crash_stage import ERRORS, NS, RT
+from tests import kube_standin, postgres_server, processes
+from tests.conftest import AUTH, payload
+from tests.crash_stage import NS, RT, stand_ins
 
 LEASE = 3.0  # short, so that the takeover is quick to test
 DEFAULT_LEASE = 10.0
@@ -79,6 +78,19 @@ class Replicas:
             document: dict[str, Any] = await response.json()
             return document
 
+    async def leader_killed_in_the_wait(
+        self,
+    ) -> tuple[processes.AsyncReceiver, int, dict[str, Any]]:
+        """A remediation started, its leader SIGKILLed in the wait after the first action:
+        (the survivor, the remediation, its document in the wait)."""
+        leader = await self.leader()
+        (follower,) = [r for r in self.receivers if r is not leader]
+        rid = await self.fire(leader)
+        waiting = await self.until(follower, rid, lambda d: d["phase"] == "wait")
+        assert self.cluster.replicas(NS, "carts-primary") == 2
+        await leader.kill()
+        return follower, rid, waiting
+
     async def until(
         self,
         receiver: processes.AsyncReceiver,
@@ -103,43 +115,25 @@ async def running(
     """`count` receivers on `store`, with the Kubernetes and Prometheus stand-ins; the lease
     is the default where None (what a user gets)."""
     wait = 4.0 if lease else 14.0  # outlasts the takeover: it happens inside the wait
-    cluster = kube_standin.Cluster()
-    cluster.add_deployment(NS, "carts-primary", replicas=1)
-    slis: dict[str, float | None] = {RT: 900.0, ERRORS: 0.0}
-    kube = TestServer(kube_standin.create_app(cluster))
-    prometheus = TestServer(prometheus_standin.create_app(slis))
-    await kube.start_server()
-    await prometheus.start_server()
-    kubeconfig = kube_standin.write_kubeconfig(tmp_path / "kubeconfig", str(kube.make_url("")))
-    receivers = [
-        processes.AsyncReceiver(
-            config_dir,
-            port=processes.free_port(),
-            log=tmp_path / f"receiver-{index}.log",
-            env={
+    async with stand_ins(tmp_path, wait=wait) as around:
+        receivers = [
+            processes.AsyncReceiver(
+                config_dir,
+                port=processes.free_port(),
+                log=tmp_path / f"receiver-{index}.log",
                 # Only the store differs from a single receiver's setup (and a short lease).
-                "RECEIVER_STORE": store,
-                "RECEIVER_AUTH_TOKEN": TOKEN,
-                "KUBECONFIG": str(kubeconfig),
-                "RECEIVER_PROMETHEUS_URL": str(prometheus.make_url("")),
-                "RECEIVER_REMEDIATION_WAIT": f"{wait:g}s",
-                "RECEIVER_REMEDIATION_COOLDOWN": "0s",
-                "RECEIVER_REMEDIATION_EVALUATION_WINDOW": "2s",
-                "POD_NAME": f"receiver-{index}",
-            }
-            | ({"RECEIVER_LEADERSHIP_LEASE": f"{lease:g}s"} if lease else {}),
-        )
-        for index in range(count)
-    ]
-    try:
-        for receiver in receivers:
-            await receiver.start()
-        yield Replicas(receivers, cluster, slis)
-    finally:
-        for receiver in receivers:
-            await receiver.stop()
-        await kube.close()
-        await prometheus.close()
+                env={"RECEIVER_STORE": store, "POD_NAME": f"receiver-{index}", **around.env}
+                | ({"RECEIVER_LEADERSHIP_LEASE": f"{lease:g}s"} if lease else {}),
+            )
+            for index in range(count)
+        ]
+        try:
+            for receiver in receivers:
+                await receiver.start()
+            yield Replicas(receivers, around.cluster, around.slis)
+        finally:
+            for receiver in receivers:
+                await receiver.stop()
 
 
 @pytest.fixture
@@ -181,14 +175,8 @@ async def test_the_leader_killed_in_the_wait_is_replaced_and_the_chain_ends_once
     replicas: Replicas,
 ) -> None:
     """At the default lease (10 s), as a user runs it."""
-    leader = await replicas.leader()
-    (follower,) = [r for r in replicas.receivers if r is not leader]
-    rid = await replicas.fire(leader)
-    waiting = await replicas.until(follower, rid, lambda d: d["phase"] == "wait")
-    assert replicas.cluster.replicas(NS, "carts-primary") == 2
-    await leader.kill()
+    follower, rid, waiting = await replicas.leader_killed_in_the_wait()
     killed_at = time.monotonic()
-    # Meanwhile a webhook to the survivor is acknowledged, and acted upon once it leads.
     replicas.slis[RT] = 300.0
     assert await replicas.leader(within=20) is follower
     took_over = time.monotonic() - killed_at
@@ -203,11 +191,7 @@ async def test_the_leader_killed_in_the_wait_is_replaced_and_the_chain_ends_once
 async def test_a_resolve_sent_to_a_follower_while_nobody_leads_is_acted_upon(
     replicas: Replicas,
 ) -> None:
-    leader = await replicas.leader()
-    (follower,) = [r for r in replicas.receivers if r is not leader]
-    rid = await replicas.fire(leader)
-    waiting = await replicas.until(follower, rid, lambda d: d["phase"] == "wait")
-    await leader.kill()
+    follower, rid, waiting = await replicas.leader_killed_in_the_wait()
     resolved = payload("alertmanager-resolved.json")
     resolved["alerts"][0]["fingerprint"] = "fp-1"
     async with (
