@@ -187,6 +187,7 @@ class Kubernetes:
         name: str,
         call: Callable[[], Awaitable[Any]],
     ) -> Any:
+        self._apps_api()  # unavailable: say so, without loading the client for nothing
         from kubernetes_asyncio.client.exceptions import ApiException
 
         try:
