@@ -305,18 +305,15 @@ class PostgresJournal(SQLiteJournal):
             check=psycopg_pool.ConnectionPool.check_connection,
             name="journal-read",
         )
+        # The writer first: it creates the schema, and says why when it cannot connect.
+        await super().open()
         try:
             await asyncio.to_thread(pool.open, wait=True, timeout=self._busy_timeout)
         except psycopg_pool.PoolTimeout as e:
-            pool.close()
+            await asyncio.to_thread(pool.close)
+            await super().close()
             raise JournalUnavailable(f"cannot open journal {self.where}: {e}") from None
         self._pool = pool
-        try:
-            await super().open()  # the writer: schema first
-        except BaseException:
-            await asyncio.to_thread(pool.close)
-            self._pool = None
-            raise
         # Listening before open() returns: nothing committed from now on is missed.
         listening: asyncio.Future[None] = self._loop.create_future()
         self._stopping.clear()
