@@ -20,7 +20,7 @@ from receiver.journal import RemediationCreated, open_journal
 from receiver.journal.postgres import (
     PostgresJournal,
     PostgresLease,
-    connection_settings,
+    connection_kwargs,
     redacted,
 )
 from receiver.models import ServiceRef, Source
@@ -248,10 +248,10 @@ async def test_tools_beside_the_service_read_the_history_and_open_problems_from_
 def test_the_password_comes_from_its_file_and_a_missing_file_says_so(tmp_path: Path) -> None:
     secret = tmp_path / "password"
     secret.write_text("s3cret\n")
-    _, kwargs = connection_settings("postgresql://app@db/x", password_file=str(secret), timeout=5)
+    kwargs = connection_kwargs(password_file=str(secret), timeout=5)
     assert kwargs["password"] == "s3cret"
     with pytest.raises(JournalUnavailable, match="cannot read the store password file"):
-        connection_settings("postgresql://app@db/x", password_file=str(tmp_path / "no"), timeout=5)
+        connection_kwargs(password_file=str(tmp_path / "no"), timeout=5)
 
 
 async def test_a_journal_of_a_newer_schema_is_refused_with_why(

@@ -21,6 +21,7 @@ learns of new, resolved and cancelled remediations wherever they were recorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import socket
@@ -368,22 +369,26 @@ def read_history(
 ) -> list[tuple[str, dict[str, float | None]]]:
     """Evaluation history for tools beside the service, read-only; JournalUnavailable when
     there is no journal (or none with evaluations) at `url`."""
-    if is_postgresql(url):
-        from receiver.journal import postgres
+    from receiver.journal import sqlite  # the statements, for either backend
 
-        return postgres.read_history(url, ref, results=results, limit=limit)
-    from receiver.journal import sqlite
-
-    return sqlite.read_history(url, ref, results=results, limit=limit)
+    with _read_only(url) as connection:
+        return sqlite.previous_evaluations(connection, ref, results=results, limit=limit)
 
 
 def read_open_problems(url: str, ref: ServiceRef) -> int:
     """Open problems of `ref`, read-only, for tools beside the service; JournalUnavailable
     when there is no journal at `url`."""
+    from receiver.journal import sqlite
+
+    with _read_only(url) as connection:
+        return sqlite.open_problems_of(connection, ref)
+
+
+def _read_only(url: str) -> contextlib.AbstractContextManager[Any]:
     if is_postgresql(url):
         from receiver.journal import postgres
 
-        return postgres.read_open_problems(url, ref)
+        return postgres.read_only(url)
     from receiver.journal import sqlite
 
-    return sqlite.read_open_problems(url, ref)
+    return sqlite.read_only(url)

@@ -223,10 +223,8 @@ def redacted(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def connection_settings(
-    url: str, *, password_file: str | None, timeout: float
-) -> tuple[str, dict[str, Any]]:
-    """The conninfo and keyword arguments of every connection to `url`."""
+def connection_kwargs(*, password_file: str | None, timeout: float) -> dict[str, Any]:
+    """The keyword arguments of every connection (beside the URL's own settings)."""
     kwargs: dict[str, Any] = {
         "connect_timeout": max(1, round(timeout)),
         "application_name": "selfheal-receiver",
@@ -244,11 +242,12 @@ def connection_settings(
                 kwargs["password"] = f.read().strip()
         except OSError as e:
             raise JournalUnavailable(f"cannot read the store password file: {e}") from e
-    return url, kwargs
+    return kwargs
 
 
 class PostgresJournal(SQLiteJournal):
     backend = "postgresql"
+    _prefetches = True
     _errors = (psycopg.Error, psycopg_pool.PoolTimeout)
 
     def __init__(
@@ -271,7 +270,7 @@ class PostgresJournal(SQLiteJournal):
         self.where = redacted(url)
         self._url = url
         self._password_file = password_file
-        self._settings: tuple[str, dict[str, Any]] = (url, {})  # read when opened
+        self._kwargs: dict[str, Any] = {}  # of every connection, set when opened
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -285,19 +284,19 @@ class PostgresJournal(SQLiteJournal):
 
     # -- life cycle --------------------------------------------------------------------------
 
-    def _connect_raw(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-        conninfo, kwargs = self._settings
-        return psycopg.connect(conninfo, autocommit=autocommit, row_factory=_rows, **kwargs)
+    def _connect_raw(self) -> psycopg.Connection[Any]:
+        """A connection of the writer or the listener: each statement its own transaction
+        unless one is opened."""
+        return psycopg.connect(self._url, autocommit=True, row_factory=_rows, **self._kwargs)
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._settings = connection_settings(
-            self._url, password_file=self._password_file, timeout=self._busy_timeout
+        self._kwargs = connection_kwargs(
+            password_file=self._password_file, timeout=self._busy_timeout
         )
-        conninfo, kwargs = self._settings
         pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
-            conninfo,
-            kwargs=kwargs | {"row_factory": _rows},
+            self._url,
+            kwargs=self._kwargs | {"row_factory": _rows},
             min_size=1,
             max_size=4,
             open=False,
@@ -451,8 +450,8 @@ class PostgresJournal(SQLiteJournal):
         services: Sequence[ServiceRef] = (),
         new_ids: bool = False,
     ) -> _TransactionIndex:
-        index = self._group_index or _TransactionIndex(connection)
-        return index.prepare(
+        assert self._group_index is not None, "jobs run inside _run, which prepares it"
+        return self._group_index.prepare(
             writes,
             keys,
             services,
@@ -816,26 +815,15 @@ def _give_up(connection: Connection, *, fence: tuple[str, int]) -> None:
     )
 
 
-def read_history(
-    url: str, ref: ServiceRef, *, results: Sequence[str], limit: int
-) -> list[tuple[str, dict[str, float | None]]]:
-    with _connection(url) as connection:
-        return statements.previous_evaluations(connection, ref, results=results, limit=limit)
-
-
-def read_open_problems(url: str, ref: ServiceRef) -> int:
-    with _connection(url) as connection:
-        return statements.open_problems_of(connection, ref)
-
-
 @contextlib.contextmanager
-def _connection(url: str) -> Iterator[Connection]:
-    """A connection for tools beside the service (password as libpq finds it)."""
+def read_only(url: str) -> Iterator[Connection]:
+    """The journal at `url` for tools beside the service (the password as libpq finds it,
+    or from RECEIVER_STORE_PASSWORD_FILE); what fails is JournalUnavailable."""
     try:
-        conninfo, kwargs = connection_settings(
-            url, password_file=os.environ.get("RECEIVER_STORE_PASSWORD_FILE"), timeout=5.0
+        kwargs = connection_kwargs(
+            password_file=os.environ.get("RECEIVER_STORE_PASSWORD_FILE"), timeout=5.0
         )
-        with psycopg.connect(conninfo, row_factory=_rows, **kwargs) as raw:
+        with psycopg.connect(url, row_factory=_rows, **kwargs) as raw:
             yield _Connection(raw)
     except psycopg.Error as e:
         raise JournalUnavailable(f"cannot read the journal {redacted(url)}: {e}") from e

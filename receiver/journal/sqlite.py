@@ -241,6 +241,9 @@ class _Request:
 
 class SQLiteJournal:
     backend = "sqlite"
+    # Whether a transaction asks the database what its deliveries are about (the services
+    # they may start remediations of); the only writer keeps that in memory instead.
+    _prefetches = False
     # What a failing database raises: the write or read is answered JournalUnavailable.
     _errors: tuple[type[Exception], ...] = (sqlite3.Error,)
 
@@ -388,11 +391,15 @@ class SQLiteJournal:
         """
 
         keys = [(n.source.value, n.key) for n in notifications]
-        services = [
-            ref
-            for n, decision in zip(notifications, decisions, strict=True)
-            if decision.plan is not None and (ref := n.service_ref) is not None
-        ]
+        services = (
+            [
+                ref
+                for n, decision in zip(notifications, decisions, strict=True)
+                if decision.plan is not None and (ref := n.service_ref) is not None
+            ]
+            if self._prefetches
+            else []
+        )
 
         def job(
             connection: Connection, now: float
@@ -468,7 +475,7 @@ class SQLiteJournal:
         )
         results = []
         for position, (n, decision) in enumerate(zip(notifications, decisions, strict=True)):
-            open_key = (n.source.value, n.key)
+            open_key = keys[position]
             current = index.current(open_key)
             problem_id = current.id if current else None
             reason = decision.reason
@@ -986,7 +993,7 @@ class SQLiteJournal:
         try:
             outcomes = self._run(connection, group)
         except self._errors as e:
-            self._recover(connection)
+            self._reindex(connection)
             if len(group) > 1:
                 # One bad write must not fail its neighbours: retry each on its own.
                 for request in group:
@@ -996,7 +1003,7 @@ class SQLiteJournal:
             _settle([(group[0], None, JournalUnavailable(f"journal write failed: {e}"))])
             return
         except Exception as e:  # a bug in a job: fail that request, keep the writer alive
-            self._recover(connection)
+            self._reindex(connection)
             logger.exception("journal.job_failed")
             if len(group) > 1:
                 for request in group:
@@ -1026,10 +1033,6 @@ class SQLiteJournal:
                 connection.execute("ROLLBACK")
             raise
         return [(result, None) for result in results]
-
-    def _recover(self, connection: Connection) -> None:
-        """After a transaction failed and rolled back."""
-        self._reindex(connection)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -1532,17 +1535,17 @@ def previous_evaluations(
     return [(result, json.loads(values)) for result, values in rows]
 
 
-def read_history(
-    path: str, ref: ServiceRef, *, results: Sequence[str], limit: int
-) -> list[tuple[str, dict[str, float | None]]]:
-    """The evaluation history, read-only, for tools that run beside the service."""
+@contextlib.contextmanager
+def read_only(path: str) -> Iterator[Connection]:
+    """The journal at `path`, read-only, for tools that run beside the service; what fails
+    (no file, not a journal, one without evaluations) is JournalUnavailable."""
     try:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            return previous_evaluations(connection, ref, results=results, limit=limit)
+            yield connection
         finally:
             connection.close()
-    except sqlite3.Error as e:  # not a journal, or one without evaluations
+    except sqlite3.Error as e:
         raise JournalUnavailable(f"cannot read the journal {path}: {e}") from e
 
 
@@ -1553,18 +1556,6 @@ def open_problems_of(connection: Connection, ref: ServiceRef) -> int:
         (ref.project, ref.stage, ref.service),
     )
     return int(count)
-
-
-def read_open_problems(path: str, ref: ServiceRef) -> int:
-    """How many problems of `ref` are open, read-only, for tools that run beside the service."""
-    try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            return open_problems_of(connection, ref)
-        finally:
-            connection.close()
-    except sqlite3.Error as e:  # not a journal
-        raise JournalUnavailable(f"cannot read the journal {path}: {e}") from e
 
 
 _REMEDIATION_COLUMNS = (
