@@ -24,6 +24,7 @@ from receiver import (
     settings,
     slocli,
     status,
+    triage,
 )
 from receiver.errors import ConfigError, JournalError
 from receiver.rules import remediation
@@ -126,17 +127,11 @@ async def _settle_the_heap(app: web.Application) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    loaded, errors = settings.load_checked(args.config)
+    checked = triage.check_directory(args.config)
+    loaded, tree, errors = checked.settings, checked.tree, checked.errors
     warnings: list[ConfigError] = []
-    try:
-        tree = configtree.scan(args.config)
-    except ConfigError as e:
-        errors.append(e)
-    else:
-        errors.extend(configtree.check(tree))
+    if tree is not None:
         default_provider = loaded.sli_provider if loaded else "prometheus"
-        errors.extend(evaluation.check(tree, default_provider=default_provider))
-        errors.extend(remediation.check(tree))
         webhooks = frozenset(loaded.action_webhooks) if loaded else frozenset()
         warnings.extend(remediation.warnings(tree, webhooks=webhooks))
         warnings.extend(evaluation.warnings(tree, default_provider=default_provider))
@@ -158,6 +153,7 @@ def _check(args: argparse.Namespace) -> int:
         print(f"{len(errors)} problem(s) found", file=sys.stderr)
         return 1
     assert loaded is not None
+    assert tree is not None
     for line in evaluation.sources(
         tree, default_provider=loaded.sli_provider, deployment=loaded.sli_deployment
     ):

@@ -25,7 +25,7 @@ import prometheus_client as prom
 from aiohttp import web
 
 from receiver import clock as clocks
-from receiver import configtree, durations, loadshed, openapi, pages, triage
+from receiver import durations, loadshed, openapi, pages, triage
 from receiver.actions.kubernetes import Kubernetes
 from receiver.actions.runner import Actions
 from receiver.auth import Credentials
@@ -51,10 +51,8 @@ from receiver.models import (
     Source,
 )
 from receiver.remediation.model import Phase
-from receiver.rules import remediation
 from receiver.settings import Settings, credentials_missing
-from receiver.settings import load_checked as load_settings_checked
-from receiver.slo import evaluation, providers
+from receiver.slo import providers
 from receiver.sources import alertmanager, dynatrace
 
 logger = logging.getLogger(__name__)
@@ -215,7 +213,8 @@ async def reload(app: web.Application) -> Reloaded:
     Remediations under way keep the plan they started with."""
     async with app[RELOADING]:
         live, metrics = app[LIVE], app[METRICS]
-        loaded, tree, errors = await asyncio.to_thread(_load_checked, live.tree.root)
+        checked = await asyncio.to_thread(triage.check_directory, live.tree.root)
+        loaded, tree, errors = checked.settings, checked.tree, checked.errors
         if loaded is None or tree is None or errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             live.reload_error = f"{errors[0]}{more}"
@@ -247,26 +246,6 @@ async def reload(app: web.Application) -> Reloaded:
             },
         )
         return Reloaded(errors=[], restart_to_apply=unapplied)
-
-
-def _load_checked(
-    root: Path,
-) -> tuple[Settings | None, ConfigTree | None, list[ConfigError]]:
-    """Everything `receiver check` checks, from files: the settings, the tree, and every
-    problem found (none: it may be put in force)."""
-    loaded, errors = load_settings_checked(root)
-    if loaded is None:
-        return None, None, errors
-    try:
-        tree = configtree.scan(root)
-    except ConfigError as e:
-        return None, None, [e]
-    errors = [
-        *configtree.check(tree),
-        *evaluation.check(tree, default_provider=loaded.sli_provider),
-        *remediation.check(tree),
-    ]
-    return loaded, tree, errors
 
 
 def request_reload(app: web.Application) -> None:

@@ -9,16 +9,44 @@ the problem and shown by the API.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
-from receiver import configtree
+from receiver import configtree, settings
 from receiver.configtree import ConfigTree
 from receiver.errors import ConfigError
 from receiver.models import Notification, Signal, Source
 from receiver.remediation.model import Decision, Plan
 from receiver.rules import remediation
 from receiver.settings import Settings
+from receiver.slo import evaluation
 
 NOTHING = Decision()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Checked:
+    """A configuration directory as `receiver check` and a reload see it."""
+
+    settings: Settings | None  # None: receiver.yaml or the environment is wrong
+    tree: ConfigTree | None  # None: the directory cannot be read
+    errors: list[ConfigError]  # none: it may be put in force
+
+
+def check_directory(root: Path) -> Checked:
+    """The settings, the tree and every problem of both, from the files."""
+    loaded, errors = settings.load_checked(root)
+    try:
+        tree = configtree.scan(root)
+    except ConfigError as e:
+        return Checked(loaded, None, [*errors, e])
+    provider = loaded.sli_provider if loaded else "prometheus"
+    errors = [
+        *errors,
+        *configtree.check(tree),
+        *evaluation.check(tree, default_provider=provider),
+        *remediation.check(tree),
+    ]
+    return Checked(loaded, tree, errors)
 
 
 class Rules:
