@@ -485,7 +485,7 @@ class SQLiteJournal:
                 problem_id = None
             elif n.signal is Signal.OTHER:
                 outcome = Outcome.IGNORED
-                reason = f"state {n.raw.get('State')!r} is recorded but not acted on"
+                reason = f"state {n.state!r} is recorded but not acted on"
             elif n.signal is Signal.OPEN and current:
                 writes.add(
                     "UPDATE problems SET repeats = repeats + 1, last_seen = ? WHERE id = ?",

@@ -83,7 +83,7 @@ def _parse_alert(value: Any, index: int, *, labels: LabelNames) -> Notification:
         stage=_first(alert_labels, labels.stage),
         service=_first(alert_labels, labels.service),
         url=shape.optional_str(alert, "generatorURL", parent),
-        raw=alert,
+        state=status,
     )
 
 

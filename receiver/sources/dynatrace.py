@@ -73,7 +73,7 @@ def parse(body: Any) -> Notification:
         stage=where["stage"],
         service=where["service"],
         url=shape.optional_str(obj, "ProblemURL", prefix),
-        raw=obj,
+        state=state,
     )
 
 

@@ -25,7 +25,11 @@ def test_the_keptn_cloudevent_envelope_is_unwrapped() -> None:
     assert n.key == "-4637158203512934567_1606470000000V2"
     assert n.title == "Response time degradation"
     assert (n.project, n.stage, n.service) == ("sockshop", "production", "carts")
-    assert n.raw["ProblemID"] == "P-2011125"
+    assert n.state == "OPEN"
+    assert n.url == (
+        "https://abc12345.live.dynatrace.com/#problems/problemdetails"
+        ";pid=-4637158203512934567_1606470000000V2"
+    )
 
 
 def test_resolved_resolves_the_same_pid() -> None:
