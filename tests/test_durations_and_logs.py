@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from receiver import durations, logs
 
@@ -112,3 +115,16 @@ def test_a_line_break_in_a_field_cannot_forge_a_text_log_line() -> None:
     text = logs.TextFormatter().format(line)
     assert len(text.splitlines()) == 1
     assert "title='response_time_p90\\n2027" in text
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    created=st.one_of(
+        st.floats(min_value=0, max_value=4e9),
+        st.integers(min_value=0, max_value=4 * 10**9).map(lambda s: s + 0.9999996),
+        st.integers(min_value=0, max_value=4 * 10**9).map(float),
+    )
+)
+def test_a_lines_time_is_what_datetime_writes(created: float) -> None:
+    moment = datetime.datetime.fromtimestamp(created, tz=datetime.UTC)
+    assert logs._timestamp(created) == moment.isoformat(timespec="milliseconds")[:-6] + "Z"
