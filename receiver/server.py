@@ -552,6 +552,8 @@ async def _authenticated_body(request: web.Request) -> bytes:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     timeout = request.app[LIVE].settings.body_timeout
     try:
+        if request.content.is_eof():  # it came with the head, as most do: nothing to wait for
+            return await request.read()
         async with asyncio.timeout(timeout):  # a body that stops arriving must not hold on
             return await request.read()
     except TimeoutError:
