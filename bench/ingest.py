@@ -10,8 +10,10 @@ Three mixes of Alertmanager webhooks of 10 alerts each, concurrency 32:
 
 Rounds interleave the bare app and the receiver for each mix, so both see the same machine
 state. Per mix it prints the median ratio of throughputs, server CPU per webhook relative
-to the bare app's (from /proc/PID/stat), the receiver's p50/p99, and at the end the
-receiver's peak RSS. Both servers run as their own processes on loopback.
+to the bare app's (from /proc/PID/stat), the receiver's p50/p99, the receiver's CPU per
+webhook on its event loop's thread and on its other threads (the journal's writer, mostly,
+whose Python competes with the loop for the GIL), and at the end the receiver's peak RSS.
+Both servers run as their own processes on loopback.
 
     python bench/ingest.py [--rounds 3] [--requests 600] [--concurrency 32] [--store STORE]
 
@@ -113,8 +115,10 @@ async def load(url: str, bodies: list[bytes], concurrency: int) -> tuple[float, 
     return elapsed, latencies
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, *, thread: int | None = None) -> float:
+    """CPU time of process `pid`, or of its thread `thread` (the main thread's id is pid)."""
+    stat = f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat"
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
@@ -126,12 +130,15 @@ def peak_rss_mb(pid: int) -> float:
 
 
 async def run_once(url: str, pid: int, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
-    cpu_before = cpu_seconds(pid)
+    cpu_before, loop_before = cpu_seconds(pid), cpu_seconds(pid, thread=pid)
     elapsed, latencies = await load(url, bodies, concurrency)
     ordered = sorted(latencies)
+    cpu, loop = cpu_seconds(pid) - cpu_before, cpu_seconds(pid, thread=pid) - loop_before
     return {
         "rate": len(bodies) / elapsed,
-        "cpu": (cpu_seconds(pid) - cpu_before) / len(bodies),
+        "cpu": cpu / len(bodies),
+        "loop": loop / len(bodies),  # the event loop's thread
+        "other": (cpu - loop) / len(bodies),  # the journal's writer, readers, the rest
         "p50": statistics.median(ordered) * 1000,
         "p99": ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000,
     }
@@ -153,7 +160,7 @@ async def measure(servers: dict[str, tuple[str, int]], args: argparse.Namespace)
         f" concurrency {args.concurrency}, {os.cpu_count()} cores; receiver at default settings"
     )
     print(f"{'mix':<9} {'ratio':>6} {'cpu x':>6} {'bare req/s':>11} {'recv req/s':>11}"
-          f" {'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
+          f" {'p50 ms':>7} {'p99 ms':>7} {'loop us':>8} {'other us':>9}")  # fmt: skip
     for mix, pairs in results.items():
         ratio = statistics.median(r["rate"] / b["rate"] for b, r in pairs)
         cpu = statistics.median(r["cpu"] / b["cpu"] for b, r in pairs if b["cpu"] > 0)
@@ -163,6 +170,8 @@ async def measure(servers: dict[str, tuple[str, int]], args: argparse.Namespace)
             f" {statistics.median(r['rate'] for _, r in pairs):11.0f}"
             f" {statistics.median(r['p50'] for _, r in pairs):7.1f}"
             f" {statistics.median(r['p99'] for _, r in pairs):7.1f}"
+            f" {statistics.median(r['loop'] for _, r in pairs) * 1e6:8.0f}"
+            f" {statistics.median(r['other'] for _, r in pairs) * 1e6:9.0f}"
         )
 
 
