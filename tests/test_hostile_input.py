@@ -306,6 +306,26 @@ def test_a_stored_dynatrace_body_with_an_empty_alerts_list_reads_fine(
     assert not errors.records
 
 
+def test_an_alert_is_recorded_beside_a_number_python_cannot_read_and_its_problem_reads_fine(
+    address: tuple[str, int], errors: Errors
+) -> None:
+    """A field the receiver does not use is skipped by the typed decoder, so a number of more
+    digits than Python converts there no longer rejects the alerts beside it; the stored body
+    is shown as null where the problem lists its notifications."""
+    errors.records.clear()
+    alert = payload("alertmanager-firing.json")["alerts"][0] | {"fingerprint": "odd-field"}
+    body = b'{"version": "4", "alerts": [%s], "odd": %s}' % (
+        json.dumps(alert).encode(),
+        b"9" * 5000,
+    )
+    status, answer = request(address, "POST", WEBHOOKS[0], body=body, headers=AUTH)
+    assert status == 200, answer
+    status, answer = request(address, "GET", "/api/v1/problems/odd-field", headers=AUTH)
+    assert status == 200, answer
+    assert json.loads(answer)["notifications"][0]["payload"] is None
+    assert not errors.records
+
+
 def test_a_malformed_request_line_leaks_no_credential_to_the_log(
     address: tuple[str, int], errors: Errors, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1734,7 +1734,7 @@ def _problem(row: Any) -> dict[str, Any]:
 def _parsed(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except ValueError:  # recorded as received; only bodies that parsed were recorded
+    except (ValueError, RecursionError):  # what Python's json cannot read, msgspec may have
         return None
 
 

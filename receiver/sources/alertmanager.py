@@ -72,7 +72,9 @@ def read(body: bytes, *, labels: LabelNames) -> tuple[Notification, ...]:
 
     The common body is decoded and checked in C (msgspec); anything it does not take as it
     is (a malformed body, a missing title, a version other than 4) is read again by
-    `parse`, which accepts the same bodies and names what is wrong with the others.
+    `parse`, which names what is wrong. Fields the receiver does not use are skipped, not
+    converted: a number there of more digits than Python converts, which `parse` refuses,
+    does not reject the alerts beside it.
     """
     try:
         webhook = _WEBHOOK.decode(body)
