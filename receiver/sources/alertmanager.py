@@ -76,19 +76,25 @@ def read(body: bytes, *, labels: LabelNames) -> tuple[Notification, ...]:
     converted: a number there of more digits than Python converts, which `parse` refuses,
     does not reject the alerts beside it.
     """
+    typed = _read_typed(body, labels)
+    return typed if typed is not None else parse(shape.decode_json(body), labels=labels)
+
+
+def _read_typed(body: bytes, labels: LabelNames) -> tuple[Notification, ...] | None:
+    """The notifications of a body msgspec takes as it is; None for `parse` to judge."""
     try:
         webhook = _WEBHOOK.decode(body)
     except (msgspec.DecodeError, RecursionError):
-        return parse(shape.decode_json(body), labels=labels)
+        return None
     if webhook.version is not None and str(webhook.version) != "4":
-        return parse(shape.decode_json(body), labels=labels)
+        return None
     notifications = []
     for alert in webhook.alerts:
         alert_labels = alert.labels or {}
         annotations = alert.annotations or {}
         title = annotations.get("summary") or alert_labels.get("alertname")
         if not title:
-            return parse(shape.decode_json(body), labels=labels)
+            return None
         notifications.append(
             Notification(
                 source=Source.ALERTMANAGER,
