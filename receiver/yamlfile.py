@@ -1,7 +1,13 @@
 """Reading a configuration file safely: a regular file, of a bounded size, whose YAML does
 not expand beyond a bounded number of values through aliases (the "billion laughs": a few
-hundred bytes of anchors that become gigabytes once walked). `receiver check` and `serve`
-read every file through here, so what check passes serve can load.
+hundred bytes of anchors that become gigabytes once walked), and whose mappings name each
+key once. `receiver check` and `serve` read every file through here, so what check passes
+serve can load.
+
+A key written twice is refused: YAML loaders keep the last one silently, so a second
+`auth:` section would drop the first one's `protect_reads: true`, and a repeated
+`problemType` would turn a rule into another. Merge keys (`<<: *base`) are not repeats: the
+keys written beside them win over the merged ones, as YAML says.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ def read(file: Path) -> Any:
         raise ConfigError(str(file), "", f"cannot read: {e.strerror}") from e
     except UnicodeDecodeError:
         raise ConfigError(str(file), "", "not UTF-8 text") from None
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -54,6 +60,34 @@ def read(file: Path) -> Any:
         raise ConfigError(str(file), where, f"invalid YAML: {problem}") from e
     finally:
         loader.dispose()
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key a mapping holds twice."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE:
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: PyYAML's own error follows
+                    continue
+                if first is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping",
+                        node.start_mark,
+                        f"duplicate key {key!r} (first at line {first.start_mark.line + 1});"
+                        " a YAML loader would keep only the last one",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 def _expanded(node: yaml.Node, seen: dict[int, int]) -> int:

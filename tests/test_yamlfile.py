@@ -12,7 +12,6 @@ import pytest
 
 from receiver import configtree, settings, yamlfile
 from receiver.errors import ConfigError
-from receiver.rules import remediation
 from tests import processes
 
 BOMB = """
@@ -86,7 +85,7 @@ def test_unreadable_yaml_names_the_file(tmp_path: Path, content: bytes, message:
 def test_check_and_serve_refuse_the_same_bomb(config_dir: Path, tmp_path: Path) -> None:
     carts = config_dir / "sockshop" / "production" / "carts"
     (carts / "remediation.yaml").write_text(BOMB)
-    (error,) = remediation.check(configtree.scan(config_dir))
+    (error,) = configtree.check(configtree.scan(config_dir))
     assert "expands to" in error.message
     checked = subprocess.run(
         [sys.executable, "-m", "receiver", "check", "--config", str(config_dir)],
@@ -101,3 +100,43 @@ def test_check_and_serve_refuse_the_same_bomb(config_dir: Path, tmp_path: Path) 
     loaded, errors = settings.load_checked(config_dir, {})
     assert loaded is None
     assert "expands to" in errors[0].message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("auth: {protect_reads: true}\nauth: {disabled: false}\n", 2, "auth"),
+        ("a: {b: 1, b: 2}\n", 1, "b"),
+        (
+            "spec:\n  remediations:\n  - problemType: error_rate\n    problemType: default\n"
+            "    actionsOnOpen: [{action: escalate}]\n",
+            4,
+            "problemType",
+        ),
+        ("objectives:\n- sli: a\n  sli: b\n", 3, "sli"),
+        ("indicators:\n  rt: up\n  rt: down\n", 3, "rt"),
+        ("1: a\n01: b\n", 2, 1),  # the same key as YAML reads it, written two ways
+    ],
+)
+def test_a_key_written_twice_is_refused_with_line_and_key(
+    tmp_path: Path, text: str, line: int, key: object
+) -> None:
+    file = tmp_path / "file.yaml"
+    file.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        yamlfile.read(file)
+    assert (caught.value.file, caught.value.path.split(",")[0]) == (str(file), f"line {line}")
+    assert caught.value.message.startswith(f"invalid YAML: duplicate key {key!r} (first at line")
+
+
+def test_merged_keys_are_not_repeats_and_the_written_ones_win(tmp_path: Path) -> None:
+    file = tmp_path / "slo.yaml"
+    file.write_text("base: &base {weight: 1, key_sli: false}\nobjective: {<<: *base, weight: 2}\n")
+    assert yamlfile.read(file)["objective"] == {"weight": 2, "key_sli": False}
+
+
+@pytest.mark.parametrize(
+    "file", sorted((Path(__file__).parent / "data" / "keptn").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_keptns_own_files_still_load(file: Path) -> None:
+    assert isinstance(yamlfile.read(file), dict | list)
