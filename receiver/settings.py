@@ -325,21 +325,45 @@ class Settings:
             object.__setattr__(self, "services", {})
         if self.action_webhooks is None:
             object.__setattr__(self, "action_webhooks", {})
-        if self.max_connections < 1:
-            raise ValueError("server.max_connections must be at least 1")
-        if self.scaling_min_replicas > self.scaling_max_replicas:
-            raise ValueError("scaling.min_replicas is larger than scaling.max_replicas")
-        if self.auth_basic_password is not None and not self.auth_basic_username:
-            raise ValueError("auth.basic_password is set but auth.basic_username is not")
-        for name, secret in (
-            ("auth.token", self.auth_token),
-            ("auth.basic_password", self.auth_basic_password),
-        ):
-            if secret is not None and len(secret.reveal()) < MIN_SECRET_LENGTH:
-                raise ValueError(
-                    f"{name} is shorter than {MIN_SECRET_LENGTH} characters: anyone who can"
-                    " reach the port could guess it (e.g. openssl rand -hex 24)"
+        for _, message in _conflicts(self):
+            raise ValueError(message)
+
+
+def _conflicts(
+    settings: Settings, origin: Callable[[str], str] = lambda name: ""
+) -> list[tuple[str, str]]:
+    """Values that are fine alone and wrong together or for what they are: (the field to
+    blame, why). `origin` says where a field's value came from, when the message names a
+    second one (" from RECEIVER_…")."""
+    found = []
+    if settings.max_connections < 1:
+        found.append(("max_connections", "server.max_connections must be at least 1"))
+    if settings.scaling_min_replicas > settings.scaling_max_replicas:
+        found.append(
+            (
+                "scaling_min_replicas",
+                f"scaling.min_replicas ({settings.scaling_min_replicas}) is larger than"
+                f" scaling.max_replicas ({settings.scaling_max_replicas}"
+                f"{origin('scaling_max_replicas')})",
+            )
+        )
+    if settings.auth_basic_password is not None and not settings.auth_basic_username:
+        found.append(
+            ("auth_basic_password", "auth.basic_password is set but auth.basic_username is not")
+        )
+    for name, path, secret in (
+        ("auth_token", "auth.token", settings.auth_token),
+        ("auth_basic_password", "auth.basic_password", settings.auth_basic_password),
+    ):
+        if secret is not None and len(secret.reveal()) < MIN_SECRET_LENGTH:
+            found.append(
+                (
+                    name,
+                    f"{path} is shorter than {MIN_SECRET_LENGTH} characters: anyone who can"
+                    " reach the port could guess it (e.g. openssl rand -hex 24)",
                 )
+            )
+    return found
 
 
 MIN_SECRET_LENGTH = 16  # for the credentials webhooks and writes are checked against
@@ -487,6 +511,7 @@ def load_checked(
         document = loaded or {}
 
     values: dict[str, Any] = {}
+    sources: dict[str, tuple[str, str]] = {}  # field name → (file or variable, path)
     known_paths: set[str] = set()
     for field in dataclasses.fields(Settings):
         meta = field.metadata
@@ -506,7 +531,7 @@ def load_checked(
         except ValueError as e:
             errors.append(ConfigError(where[0], where[1], str(e)))
             continue
-        values[field.name] = value
+        values[field.name], sources[field.name] = value, where
 
     if not _parse_bool(values.get("allow_plaintext_secrets", False)):
         for field in dataclasses.fields(Settings):
@@ -537,10 +562,23 @@ def load_checked(
     )
     if errors:
         return None, errors
-    try:
-        return Settings(**values), []
-    except ValueError as e:
-        return None, [ConfigError(str(file), "", str(e))]
+    # Built without its own checks first, so that each conflict is named where its value
+    # came from (receiver.yaml and the path, or the environment variable).
+    unchecked = object.__new__(Settings)
+    for field in dataclasses.fields(Settings):
+        object.__setattr__(unchecked, field.name, values.get(field.name, field.default))
+
+    def origin(name: str) -> str:
+        source = sources.get(name, (str(file), ""))[0]
+        return f", from {source.removeprefix('environment ')}" if source != str(file) else ""
+
+    conflicts = [
+        ConfigError(*sources.get(name, (str(file), "")), message)
+        for name, message in _conflicts(unchecked, origin)
+    ]
+    if conflicts:
+        return None, conflicts
+    return Settings(**values), []
 
 
 class _Missing:

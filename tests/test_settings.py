@@ -111,6 +111,20 @@ def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
         settings.load(tmp_path, environ={"RECEIVER_PORT": "http"})
 
 
+def test_a_section_written_twice_is_refused_rather_than_half_read(tmp_path: Path) -> None:
+    # YAML loaders keep the last one: the first section's protect_reads would be dropped.
+    write(
+        tmp_path, "auth:\n  protect_reads: true\nserver:\n  port: 8080\nauth:\n  disabled: false\n"
+    )
+    _, errors = settings.load_checked(tmp_path, environ={})
+    (error,) = errors
+    assert (error.file, error.path) == (str(tmp_path / "receiver.yaml"), "line 5, column 1")
+    assert error.message == (
+        "invalid YAML: duplicate key 'auth' (first at line 1); a YAML loader would keep only"
+        " the last one"
+    )
+
+
 def test_broken_yaml_is_reported(tmp_path: Path) -> None:
     write(tmp_path, "server: [\n")
     _, errors = settings.load_checked(tmp_path, environ={})
@@ -140,13 +154,19 @@ def test_an_empty_secret_is_refused_rather_than_accepting_empty_credentials(tmp_
 @pytest.mark.parametrize(
     ("text", "environ", "path", "message"),
     [
-        ("scaling: {min_replicas: 5, max_replicas: 2}\n", {}, "",
-         "scaling.min_replicas is larger than scaling.max_replicas"),
-        ("", {"RECEIVER_AUTH_BASIC_PASSWORD": "a-long-enough-password"}, "",
+        ("scaling: {min_replicas: 5, max_replicas: 2}\n", {}, "scaling.min_replicas",
+         "scaling.min_replicas (5) is larger than scaling.max_replicas (2)"),
+        ("scaling: {min_replicas: 5}\n", {"RECEIVER_SCALING_MAX_REPLICAS": "2"},
+         "scaling.min_replicas", "scaling.min_replicas (5) is larger than"
+         " scaling.max_replicas (2, from RECEIVER_SCALING_MAX_REPLICAS)"),
+        ("", {"RECEIVER_AUTH_BASIC_PASSWORD": "a-long-enough-password"},
+         "RECEIVER_AUTH_BASIC_PASSWORD",
          "auth.basic_password is set but auth.basic_username is not"),
-        ("", {"RECEIVER_AUTH_TOKEN": "short"}, "",
+        ("", {"RECEIVER_AUTH_TOKEN": "short"}, "RECEIVER_AUTH_TOKEN",
          "auth.token is shorter than 16 characters: anyone who can reach the port could"
          " guess it (e.g. openssl rand -hex 24)"),
+        ("server: {max_connections: 0}\n", {}, "server.max_connections",
+         "server.max_connections must be at least 1"),
         ("auth: {disabled: maybe}\n", {}, "auth.disabled", "expected true or false, got 'maybe'"),
         ("", {"RECEIVER_AUTH_DISABLED": "sure"}, "RECEIVER_AUTH_DISABLED",
          "expected true or false, got 'sure'"),
