@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from receiver import configtree, triage  # noqa: E402
+from receiver import configuration  # noqa: E402
 from receiver.journal.sqlite import SQLiteJournal  # noqa: E402
 from receiver.models import Source  # noqa: E402
 from receiver.settings import Settings  # noqa: E402
@@ -47,7 +47,7 @@ def webhook(keys: list[str], status: str) -> bytes:
 
 async def main(count: int) -> None:
     now = [1_800_000_000.0]
-    rules = triage.Rules(configtree.scan(ROOT / "config"))
+    rules = configuration.require(ROOT / "config", environ={}).rules
     settings, labels = Settings(), alertmanager.LabelNames()
     commits: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,7 @@ import uvloop
 from aiohttp import web
 
 from receiver import (
-    configtree,
+    configuration,
     listener,
     logs,
     manifests,
@@ -24,10 +24,8 @@ from receiver import (
     settings,
     slocli,
     status,
-    triage,
 )
 from receiver.errors import ConfigError, JournalError
-from receiver.rules import remediation
 from receiver.slo import evaluation
 
 logger = logging.getLogger(__name__)
@@ -69,12 +67,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    loaded = configuration.load(args.config)
+    if loaded.configuration is None:
+        # Not started on a configuration `receiver check` refuses: the same messages.
+        for error in loaded.errors:
+            print(error, file=sys.stderr)
+        print(
+            f"receiver: not starting: {len(loaded.errors)} problem(s) found in"
+            f" {args.config} (`receiver check --config {args.config}` lists the same)",
+            file=sys.stderr,
+        )
+        return 2
+    config = loaded.configuration.settings
+    logs.setup(format=config.log_format, level=config.log_level)
     try:
-        config = settings.load(args.config)
-        tree = configtree.scan(args.config)
-        logs.setup(format=config.log_format, level=config.log_level)
-        app = server.create_app(config, tree)
-    except ConfigError as e:
+        app = server.create_app(loaded.configuration)
+    except ConfigError as e:  # no credentials in this environment
         print(f"receiver: {e}", file=sys.stderr)
         print(
             f"receiver: run `receiver check --config {args.config}` for every problem",
@@ -92,13 +100,13 @@ def _serve(args: argparse.Namespace) -> int:
             "host": config.host,
             "port": config.port,
             "config": str(args.config),
-            "services": [str(ref) for ref in tree.services()],
+            "services": [str(ref) for ref in loaded.configuration.services()],
         },
     )
-    for overridden in settings.overridden(args.config):
+    for warning in loaded.warnings:
         logger.warning(
-            "settings.overridden",
-            extra={"file": overridden.file, "path": overridden.path, "detail": overridden.message},
+            "config.warning",
+            extra={"file": warning.file, "path": warning.path, "detail": warning.message},
         )
     app.on_startup.append(_settle_the_heap)
     try:
@@ -127,41 +135,30 @@ async def _settle_the_heap(app: web.Application) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    checked = triage.check_directory(args.config)
-    loaded, tree, errors = checked.settings, checked.tree, checked.errors
-    warnings: list[ConfigError] = []
-    if tree is not None:
-        default_provider = loaded.sli_provider if loaded else "prometheus"
-        webhooks = frozenset(loaded.action_webhooks) if loaded else frozenset()
-        warnings.extend(remediation.warnings(tree, webhooks=webhooks))
-        warnings.extend(evaluation.warnings(tree, default_provider=default_provider))
-    for error in errors:
+    loaded = configuration.load(args.config)
+    for error in loaded.errors:
         print(error)
-    if loaded is not None:
-        warnings.extend(settings.overridden(args.config))
-        if (
-            missing := settings.credentials_missing(
-                loaded, str(args.config / settings.SETTINGS_FILE)
-            )
-        ) is not None:
-            # Files can be right while this environment lacks the secret (a CI job): say
-            # that serve would refuse here, without failing the files.
-            warnings.append(missing)
+    warnings = list(loaded.warnings)
+    if loaded.settings is not None and (
+        missing := settings.credentials_missing(
+            loaded.settings, str(args.config / settings.SETTINGS_FILE)
+        )
+    ):
+        # Files can be right while this environment lacks the secret (a CI job): say that
+        # serve would refuse here, without failing the files.
+        warnings.append(missing)
     for warning in warnings:  # worth knowing, not wrong: the exit code stays 0
         print(f"warning: {warning}")
-    if errors:
-        print(f"{len(errors)} problem(s) found", file=sys.stderr)
+    if loaded.configuration is None:
+        print(f"{len(loaded.errors)} problem(s) found", file=sys.stderr)
         return 1
-    assert loaded is not None
-    assert tree is not None
-    for line in evaluation.sources(
-        tree, default_provider=loaded.sli_provider, deployment=loaded.sli_deployment
-    ):
+    config = loaded.configuration
+    for line in evaluation.sources(config.slos, config.root):
         print(line)
     but = (
         ", but `receiver serve` here has no credentials"
-        if settings.credentials_missing(loaded)
+        if settings.credentials_missing(config.settings)
         else ""
     )
-    print(f"{args.config}: OK ({len(tree.services())} service(s)){but}")
+    print(f"{args.config}: OK ({len(config.services())} service(s)){but}")
     return 0

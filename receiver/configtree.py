@@ -10,14 +10,16 @@
         the plain sli.yaml of the same level. `prometheus` and `dynatrace` are never names
         of a project, stage or service.
 
-The tree is indexed once at start-up. Lookups go through the index with names from the
-payload as keys, never by joining payload text into a path: a payload cannot reach a file
-that the index does not hold.
+The tree is indexed and every file of it read once, when it is scanned: what is checked is
+what runs, even if a file changes on disk before the next reload. Lookups go through the
+index with names from the payload as keys, never by joining payload text into a path: a
+payload cannot reach a file that the index does not hold.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +38,25 @@ PROVIDER_DIRS = ("prometheus", "dynatrace")  # Keptn's SLI providers' resource d
 class ConfigTree:
     root: Path
     files: frozenset[Path]  # every service-level file found, relative to root
+    # What each of them held when it was scanned (by its path under root, as the lookups
+    # return it): the YAML document, or why it could not be read.
+    contents: Mapping[Path, Any | ConfigError] = dataclasses.field(repr=False)
     _by_parts: dict[tuple[str, ...], Path] = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_parts", {path.parts: path for path in self.files})
+
+    def document(self, file: Path) -> Any:
+        """The YAML document of one of the tree's files as it was scanned; its ConfigError if
+        it could not be read."""
+        found = self.contents[file]
+        if isinstance(found, ConfigError):
+            raise found
+        return found
+
+    def unreadable(self) -> list[ConfigError]:
+        """Why each file that could not be read could not, in path order."""
+        return [e for _, e in sorted(self.contents.items()) if isinstance(e, ConfigError)]
 
     def remediation_file(self, ref: ServiceRef) -> Path | None:
         """The service's remediation.yaml, else its stage's, else None."""
@@ -92,7 +109,8 @@ class ConfigTree:
 
 
 def scan(root: Path) -> ConfigTree:
-    """Index the service files under `root`. Raises ConfigError if `root` is not a directory."""
+    """Index the service files under `root` and read each. Raises ConfigError if `root` is
+    not a directory."""
     if not root.is_dir():
         raise ConfigError(str(root), "", "configuration directory does not exist")
     files = frozenset(
@@ -100,7 +118,17 @@ def scan(root: Path) -> ConfigTree:
         for relative in (path.relative_to(root) for path in root.rglob("*.yaml"))
         if _indexed(relative)
     )
-    return ConfigTree(root=root, files=files)
+    return ConfigTree(root=root, files=files, contents={root / f: _read(root / f) for f in files})
+
+
+def _read(file: Path) -> Any | ConfigError:
+    try:
+        document = yamlfile.read(file)
+    except ConfigError as e:
+        return e
+    if not isinstance(document, dict):
+        return ConfigError(str(file), "", "expected a mapping at the top level")
+    return document
 
 
 def _in_provider_dir(relative: Path) -> bool:
@@ -122,17 +150,10 @@ def _indexed(relative: Path) -> bool:
 
 
 def check(tree: ConfigTree) -> list[ConfigError]:
-    """Problems with the service files that every later check relies on: YAML that loads."""
-    errors: list[ConfigError] = []
-    for relative in sorted(tree.files):
-        file = tree.root / relative
-        try:
-            document = load_yaml(file)
-        except ConfigError as e:
-            errors.append(e)
-            continue
-        if not isinstance(document, dict):
-            errors.append(ConfigError(str(file), "", "expected a mapping at the top level"))
+    """Problems with the service files that every later check relies on: YAML that loads
+    into a mapping (each reported here once; the later checks pass over such a file), and
+    files where the layout does not look for them."""
+    errors = tree.unreadable()
     for path in sorted(tree.root.rglob("*.yaml")):
         relative = path.relative_to(tree.root)
         if path.name in SERVICE_FILES and _in_provider_dir(relative) and not _indexed(relative):
@@ -151,7 +172,3 @@ def check(tree: ConfigTree) -> list[ConfigError]:
                 ConfigError(str(path), "", f"ignored: the file must be named {path.stem}.yaml")
             )
     return errors
-
-
-def load_yaml(file: Path) -> Any:
-    return yamlfile.read(file)

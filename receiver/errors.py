@@ -2,6 +2,7 @@
 
     ReceiverError
     ├── ConfigError            a configuration file or setting is wrong (file + path inside it)
+    │   └── ConfigRefused      a configuration directory with problems, every one of them
     ├── PayloadError           a webhook body cannot be used (names the offending field)
     ├── AuthError              missing or wrong credentials
     ├── Overloaded             the event loop runs late: shed the request, the sender retries
@@ -32,6 +33,15 @@ class ConfigError(ReceiverError):
         self.path = path
         self.message = message
         super().__init__(f"{file}: {path}: {message}" if path else f"{file}: {message}")
+
+
+class ConfigRefused(ConfigError):
+    """A configuration directory that cannot be used, with every problem found in it."""
+
+    def __init__(self, root: str, problems: tuple[ConfigError, ...]) -> None:
+        lines = "".join(f"\n  {problem}" for problem in problems)
+        super().__init__(root, "", f"{len(problems)} problem(s):{lines}")
+        self.problems = problems
 
 
 class PayloadError(ReceiverError):

@@ -30,12 +30,11 @@ from typing import Any
 
 import yaml
 
-from receiver import configtree, settings
+from receiver import configuration, settings, yamlfile
 from receiver.actions import targets
 from receiver.errors import ConfigError, PermanentActionError
 from receiver.models import Restart, Scale, ServiceRef
-from receiver.rules import remediation
-from receiver.slo import alerting, evaluation
+from receiver.slo import alerting
 
 NAME = "selfheal-receiver"
 WEBHOOKS_FROM = ("monitoring",)  # where Alertmanager runs in the common Helm installs
@@ -113,13 +112,11 @@ def render(
 ) -> dict[str, str]:
     """File name under manifests/ → its text. `deployment_env`: the environment the
     Deployment sets, which wins over receiver.yaml in the pod (the URLs egress goes to)."""
-    tree = configtree.scan(config_dir)
-    documents = _documents(
-        config_dir, tree, namespace=namespace, rule_labels=rule_labels or RULE_LABELS
-    )
+    config = configuration.require(config_dir, environ={})
+    documents = _documents(config, namespace=namespace, rule_labels=rule_labels or RULE_LABELS)
     in_pod = settings.load(config_dir, environ=deployment_env or {})
     documents["base/generated/networkpolicy.yaml"] = [
-        _network_policy(tree, in_pod, namespace, webhooks_from)
+        _network_policy(config, in_pod, namespace, webhooks_from)
     ]
     return {
         name: HEADER
@@ -129,16 +126,15 @@ def render(
 
 
 def _documents(
-    config_dir: Path,
-    tree: configtree.ConfigTree,
+    config: configuration.Configuration,
     *,
     namespace: str,
     rule_labels: dict[str, str],
 ) -> dict[str, list[dict[str, Any]]]:
-    config = settings.load(config_dir, environ={})
+    config_dir = config.root
     paths = sorted(
         [Path(settings.SETTINGS_FILE)] if (config_dir / settings.SETTINGS_FILE).exists() else []
-    ) + sorted(tree.files)
+    ) + sorted(config.tree.files)
     data = {_key(p): (config_dir / p).read_text(encoding="utf-8") for p in paths}
     configmap = {
         "apiVersion": "v1",
@@ -169,9 +165,9 @@ def _documents(
     return {
         "base/generated/config.yaml": [configmap],
         "base/generated/config-volume.yaml": [volume_patch],
-        "base/generated/rbac.yaml": _rbac(tree, config, namespace),
+        "base/generated/rbac.yaml": _rbac(config, namespace),
         "overlays/monitoring/prometheus-rule.yaml": [
-            _prometheus_rule(tree, config, namespace, rule_labels)
+            _prometheus_rule(config, namespace, rule_labels)
         ],
     }
 
@@ -180,25 +176,23 @@ def _key(path: Path) -> str:
     return "__".join(path.parts)
 
 
-def _rbac(
-    tree: configtree.ConfigTree, config: settings.Settings, namespace: str
-) -> list[dict[str, Any]]:
+def _rbac(config: configuration.Configuration, namespace: str) -> list[dict[str, Any]]:
     """Per target namespace, a Role granting what the configured actions use, on the
     Deployments the configured services may map to (`resourceNames`) and nothing else:
     scaling reads and patches `deployments/scale`; a restart finds its Deployment through
     `deployments/scale` too and patches `deployments` (an annotation of the pod template;
     that verb could change the image as well, so it is granted only where a rule restarts).
     A namespace whose services use neither gets no Role."""
-    configured = frozenset(tree.services())
+    configured = frozenset(config.services())
     overrides = {
         ServiceRef(project=parts[0], stage=parts[1], service=parts[2])
-        for name in config.services
+        for name in config.settings.services
         if len(parts := name.split("/")) == 3
     }
     # namespace → resource → Deployment name → verbs
     grants: dict[str, dict[str, dict[str, set[str]]]] = {}
     for ref in sorted(configured | overrides, key=str):
-        kinds = _action_kinds(tree, ref)
+        kinds = _action_kinds(config, ref)
         needs = {"deployments/scale": {"get"}} if kinds & {Scale, Restart} else {}
         if Scale in kinds:
             needs["deployments/scale"].add("patch")
@@ -206,7 +200,7 @@ def _rbac(
             needs["deployments"] = {"patch"}
         if not needs:
             continue
-        target = targets.resolve(ref, configured=configured, settings=config)
+        target = targets.resolve(ref, configured=configured, settings=config.settings)
         for resource, verbs in needs.items():
             names = grants.setdefault(target.namespace, {}).setdefault(resource, {})
             for deployment in target.deployments:
@@ -253,7 +247,7 @@ def deployment_env(path: Path) -> dict[str, str]:
     `path` (secret files excluded: they exist only in the pod)."""
     if not path.exists():
         return {}
-    deployment = yaml.safe_load(path.read_text(encoding="utf-8"))
+    deployment = yamlfile.read(path)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return {
         entry["name"]: str(entry["value"])
@@ -267,7 +261,7 @@ _ANYWHERE = {"ipBlock": {"cidr": "0.0.0.0/0"}}
 
 
 def _network_policy(
-    tree: configtree.ConfigTree,
+    loaded: configuration.Configuration,
     config: settings.Settings,
     namespace: str,
     webhooks_from: tuple[str, ...],
@@ -290,7 +284,7 @@ def _network_policy(
             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
         }
     ]
-    kinds = set().union(*(_action_kinds(tree, ref) for ref in tree.services()))
+    kinds = set().union(*(_action_kinds(loaded, ref) for ref in loaded.services()))
     if kinds & {Scale, Restart}:  # the API server's address is a node's or the provider's
         egress.append(
             {"to": [_ANYWHERE], "ports": [{"protocol": "TCP", "port": p} for p in (443, 6443)]}
@@ -343,29 +337,23 @@ def _network_policy(
     }
 
 
-def _action_kinds(tree: configtree.ConfigTree, ref: ServiceRef) -> set[type]:
-    """The kinds of action the rules for `ref` can run (none when its file cannot load)."""
-    file = tree.remediation_file(ref)
-    if file is None:
-        return set()
-    try:
-        rule_set = remediation.load(file)
-    except ConfigError:
+def _action_kinds(config: configuration.Configuration, ref: ServiceRef) -> set[type]:
+    """The kinds of action the rules for `ref` can run."""
+    file = config.tree.remediation_file(ref)
+    rule_set = config.rule_sets.get(file) if file is not None else None
+    if rule_set is None:
         return set()
     return {type(action.kind) for rule in rule_set.rules for action in rule.actions}
 
 
 def _prometheus_rule(
-    tree: configtree.ConfigTree,
-    config: settings.Settings,
+    config: configuration.Configuration,
     namespace: str,
     rule_labels: dict[str, str],
 ) -> dict[str, Any]:
     groups = []
-    for ref in tree.services():
-        service_slo = evaluation.load(
-            tree, ref, default_provider=config.sli_provider, deployment=config.sli_deployment
-        )
+    for ref in config.services():
+        service_slo = config.slos.get(ref)
         if service_slo is not None and service_slo.provider == "prometheus":
             groups.append(
                 (
@@ -374,7 +362,7 @@ def _prometheus_rule(
                         service_slo,
                         window=alerting.DEFAULT_WINDOW,
                         for_="10m",
-                        deployment=config.sli_deployment,
+                        deployment=config.settings.sli_deployment,
                     ),
                 )
             )

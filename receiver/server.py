@@ -24,11 +24,11 @@ import prometheus_client as prom
 from aiohttp import web
 
 from receiver import clock as clocks
-from receiver import durations, loadshed, openapi, pages, triage
+from receiver import configuration, durations, loadshed, openapi, pages
 from receiver.actions.kubernetes import Kubernetes
 from receiver.actions.runner import Actions
 from receiver.auth import Credentials
-from receiver.configtree import ConfigTree
+from receiver.configuration import Configuration
 from receiver.engine import Engine
 from receiver.errors import (
     AuthError,
@@ -74,10 +74,12 @@ class Live:
     """The configuration in force, swapped whole by a reload and read at each use (a frozen
     app cannot have its keys replaced once it runs)."""
 
-    settings: Settings
-    tree: ConfigTree
-    rules: triage.Rules
+    configuration: Configuration
     reload_error: str | None = None  # why the last reload was refused, until one succeeds
+
+    @property
+    def settings(self) -> Settings:
+        return self.configuration.settings
 
 
 LIVE = web.AppKey("live", Live)
@@ -126,13 +128,13 @@ def _quiet_client_errors() -> None:
 
 
 def create_app(
-    settings: Settings,
-    tree: ConfigTree,
+    config: Configuration,
     *,
     registry: prom.CollectorRegistry | None = None,
     clock: clocks.Clock | None = None,
 ) -> web.Application:
     _quiet_client_errors()
+    settings = config.settings
     credentials = Credentials.from_settings(settings)
     if (missing := credentials_missing(settings)) is not None:
         raise missing
@@ -140,7 +142,7 @@ def create_app(
         client_max_size=settings.max_body_bytes, middlewares=[_errors_and_metrics]
     )
     app[SETTINGS] = settings
-    app[LIVE] = Live(settings=settings, tree=tree, rules=triage.Rules(tree))
+    app[LIVE] = Live(configuration=config)
     app[RELOADING] = asyncio.Lock()
     app[BACKGROUND] = set()
     app[CREDENTIALS] = credentials
@@ -212,9 +214,9 @@ async def reload(app: web.Application) -> Reloaded:
     Remediations under way keep the plan they started with."""
     async with app[RELOADING]:
         live, metrics = app[LIVE], app[METRICS]
-        checked = await asyncio.to_thread(triage.check_directory, live.tree.root)
-        loaded, tree, errors = checked.settings, checked.tree, checked.errors
-        if loaded is None or tree is None or errors:
+        loaded = await asyncio.to_thread(configuration.load, live.configuration.root)
+        errors = list(loaded.errors)
+        if loaded.configuration is None:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             live.reload_error = f"{errors[0]}{more}"
             metrics.config_reload_ok.set(0)
@@ -224,23 +226,22 @@ async def reload(app: web.Application) -> Reloaded:
                     extra={"file": error.file, "path": error.path, "error": error.message},
                 )
             return Reloaded(errors=errors, restart_to_apply=[])
-        started = app[SETTINGS]
+        new, started = loaded.configuration, app[SETTINGS]
         unapplied = [
             field.metadata["yaml"]
             for field in dataclasses.fields(Settings)
             if field.metadata["yaml"].startswith(_RESTART_ONLY)
-            and getattr(loaded, field.name) != getattr(started, field.name)
+            and getattr(new.settings, field.name) != getattr(started, field.name)
         ]
-        live.settings, live.tree, live.rules = loaded, tree, triage.Rules(tree)
-        live.reload_error = None
-        app[ENGINE].reconfigure(loaded, tree)
-        app[ACTIONS].reconfigure(loaded, frozenset(tree.services()))
+        live.configuration, live.reload_error = new, None
+        app[ENGINE].reconfigure(new.settings, new.slos)
+        app[ACTIONS].reconfigure(new.settings, frozenset(new.services()))
         metrics.config_reload_ok.set(1)
         metrics.config_reload_time.set_to_current_time()
         logger.info(
             "config.reloaded",
             extra={
-                "services": [str(ref) for ref in tree.services()],
+                "services": [str(ref) for ref in new.services()],
                 "restart_to_apply": unapplied,
             },
         )
@@ -277,7 +278,7 @@ async def _stop(task: asyncio.Task[None] | None) -> None:
 
 async def _watch(app: web.Application, interval: float) -> None:
     """Reload when a file of the configuration directory changed (checked every `interval`)."""
-    root = app[LIVE].tree.root
+    root = app[LIVE].configuration.root
     seen = await asyncio.to_thread(config_fingerprint, root)
     while True:
         await asyncio.sleep(interval)
@@ -320,7 +321,7 @@ async def _reload_endpoint(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "reloaded": True,
-            "services": [str(ref) for ref in request.app[LIVE].tree.services()],
+            "services": [str(ref) for ref in request.app[LIVE].configuration.services()],
             "restart_to_apply": reloaded.restart_to_apply,
         }
     )
@@ -412,7 +413,7 @@ async def _actions_context(app: web.Application) -> AsyncIterator[None]:
         settings,
         session=session,
         kubernetes=kubernetes,
-        configured=frozenset(app[LIVE].tree.services()),
+        configured=frozenset(app[LIVE].configuration.services()),
     )
     app[HTTP] = session
     app[ACTIONS] = actions
@@ -436,7 +437,7 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
     engine = Engine(
         store=app[JOURNAL],
         actions=app[ACTIONS],
-        tree=app[LIVE].tree,
+        slos=app[LIVE].configuration.slos,
         settings=settings,
         # The configuration in force when the SLO is judged: a reloaded Prometheus URL counts.
         sli_providers=lambda name: providers.create(name, session, app[LIVE].settings),
@@ -574,7 +575,7 @@ async def _record(
     notifications: tuple[Notification, ...],
 ) -> web.Response:
     app = request.app
-    live = app[LIVE]
+    live = app[LIVE].configuration
     decisions = [live.rules.decide(n, settings=live.settings) for n in notifications]
     # Committed once this returns; the engine learns of it from the journal.
     recorded = await app[JOURNAL].record(body, notifications, decisions=decisions, source=source)

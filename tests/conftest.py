@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from receiver import configtree, server, settings
+from receiver import configuration, server, settings
 from receiver.journal import postgres as postgres_journal
 from tests import postgres_server, unleash_server
 from tests import prometheus_stack as stacks
@@ -66,8 +66,7 @@ def make_client(aiohttp_client: AiohttpClient, tmp_path: Path, config_dir: Path)
 
     async def make(**overrides: Any) -> TestClient[Any, Any]:
         app = server.create_app(
-            make_settings(tmp_path, **overrides),
-            configtree.scan(config_dir),
+            configuration.with_settings(config_dir, make_settings(tmp_path, **overrides)),
             registry=prom.CollectorRegistry(),
         )
         return await aiohttp_client(app)

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
 
-from receiver import configtree, server
+from receiver import configuration, server
 from tests import kube_standin, prometheus_standin
 from tests.conftest import AUTH, make_settings, payload
 from tests.fakeclock import FakeClock
@@ -186,18 +186,20 @@ async def make_world(
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         app = server.create_app(
-            make_settings(
-                tmp_path,
-                **{
-                    "prometheus_url": urls["prometheus"],
-                    "escalation_webhook_url": urls["escalation"],
-                    "remediation_wait": WAIT,
-                    "remediation_cooldown": 0.0,
-                    "action_backoff": 0.0,
-                }
-                | settings,
+            configuration.with_settings(
+                config_dir,
+                make_settings(
+                    tmp_path,
+                    **{
+                        "prometheus_url": urls["prometheus"],
+                        "escalation_webhook_url": urls["escalation"],
+                        "remediation_wait": WAIT,
+                        "remediation_cooldown": 0.0,
+                        "action_backoff": 0.0,
+                    }
+                    | settings,
+                ),
             ),
-            configtree.scan(config_dir),
             registry=prom.CollectorRegistry(),
             clock=clock,
         )

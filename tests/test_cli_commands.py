@@ -11,7 +11,7 @@ from pathlib import Path
 import prometheus_client as prom
 import pytest
 
-from receiver import cli, configtree, server
+from receiver import cli, configuration, server
 from tests import processes
 from tests.conftest import TOKEN, make_settings
 
@@ -23,8 +23,9 @@ def receiver_url(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     app = server.create_app(
-        make_settings(tmp_path, auth_basic_username="alertmanager"),
-        configtree.scan(config_dir),
+        configuration.with_settings(
+            config_dir, make_settings(tmp_path, auth_basic_username="alertmanager")
+        ),
         registry=prom.CollectorRegistry(),
     )
     with processes.serve_in_thread(app) as url:
@@ -137,8 +138,7 @@ def test_approve_reject_and_cancel_from_the_command_line(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     app = server.create_app(
-        make_settings(tmp_path, remediation_cooldown=0.0),
-        configtree.scan(config_dir),
+        configuration.with_settings(config_dir, make_settings(tmp_path, remediation_cooldown=0.0)),
         registry=prom.CollectorRegistry(),
     )
     with processes.serve_in_thread(app) as url:

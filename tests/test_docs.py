@@ -8,7 +8,7 @@ from pathlib import Path
 
 import prometheus_client as prom
 
-from receiver import configtree, openapi, reference, server
+from receiver import configuration, openapi, reference, server
 from tests.conftest import EXAMPLE_CONFIG, ClientFactory, make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,8 @@ def test_the_generated_tables_are_up_to_date() -> None:
 
 def test_the_openapi_document_names_every_route_and_no_other(tmp_path: Path) -> None:
     app = server.create_app(
-        make_settings(tmp_path), configtree.scan(EXAMPLE_CONFIG), registry=prom.CollectorRegistry()
+        configuration.with_settings(EXAMPLE_CONFIG, make_settings(tmp_path)),
+        registry=prom.CollectorRegistry(),
     )
     routes = set()
     for route in app.router.routes():

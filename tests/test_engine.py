@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from receiver.errors import ConfigRefused
 from receiver.settings import WebhookAction
 from tests.conftest import AUTH, edit_journal
 from tests.engine_world import ERRORS, FAST, NS, RT, TWO_ACTIONS, TWO_RULES, WAIT, MakeWorld
@@ -262,14 +263,14 @@ async def test_the_default_rule_catches_other_titles(make_world: MakeWorld) -> N
     assert len(world.escalations) == 1
 
 
-async def test_a_broken_rule_is_visible_on_the_problem(make_world: MakeWorld) -> None:
-    world = await make_world(TWO_ACTIONS.replace('value: "1"', "value: lots"))
-    recorded = await world.fire()
-    assert recorded["remediation_id"] is None
-    assert "expected a replica delta such as +1, 1 or -1, got 'lots'" in recorded["reason"]
-    assert "spec.remediations[0].actionsOnOpen[0].value" in recorded["reason"]
-    problem = await (await world.client.get("/api/v1/problems/fp-1")).json()
-    assert "is broken" in problem["ignored_reason"]
+async def test_a_broken_rule_is_never_put_in_force(make_world: MakeWorld) -> None:
+    # What `receiver check` refuses no receiver runs (a problem would otherwise be recorded
+    # as "nothing to do" while whoever broke the file believes it is handled).
+    with pytest.raises(ConfigRefused) as refused:
+        await make_world(TWO_ACTIONS.replace('value: "1"', "value: lots"))
+    (problem,) = refused.value.problems
+    assert problem.path == "spec.remediations[0].actionsOnOpen[0].value"
+    assert problem.message == "expected a replica delta such as +1, 1 or -1, got 'lots'"
 
 
 async def test_a_dry_run_rule_changes_nothing(make_world: MakeWorld) -> None:

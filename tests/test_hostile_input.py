@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver import configtree, server
+from receiver import configuration, server
 from tests import processes
 from tests.conftest import EXAMPLE_CONFIG, TOKEN, make_settings, payload
 
@@ -57,8 +57,7 @@ def errors() -> Iterator[Errors]:
 def serving(tmp: Path, **overrides: Any) -> Iterator[tuple[str, int]]:
     """The receiver on the example configuration, in a thread: its host and port."""
     app = server.create_app(
-        make_settings(tmp, **overrides),
-        configtree.scan(EXAMPLE_CONFIG),
+        configuration.with_settings(EXAMPLE_CONFIG, make_settings(tmp, **overrides)),
         registry=prom.CollectorRegistry(),
     )
     with processes.receiver_in_thread(app) as url:

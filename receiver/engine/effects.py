@@ -8,13 +8,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from receiver.actions.runner import Actions
 from receiver.clock import iso
-from receiver.configtree import ConfigTree
-from receiver.errors import ActionError, ConfigError
+from receiver.errors import ActionError
 from receiver.journal import RemediationStore
 from receiver.logs import Bound
 from receiver.metrics import Metrics
@@ -48,7 +47,7 @@ class Effects:
         *,
         store: RemediationStore,
         actions: Actions,
-        tree: ConfigTree,
+        slos: Mapping[ServiceRef, evaluation.ServiceSlo],
         settings: Settings,
         sli_providers: SliProviders,
         metrics: Metrics,
@@ -56,21 +55,23 @@ class Effects:
     ) -> None:
         self._store = store
         self._actions = actions
-        self._tree = tree
+        self._slos = slos
         self._settings = settings
         self._sli_providers = sli_providers
         self._metrics = metrics
         self._now = now
 
-    def reconfigure(self, settings: Settings, tree: ConfigTree) -> None:
-        self._settings, self._tree = settings, tree
+    def reconfigure(
+        self, settings: Settings, slos: Mapping[ServiceRef, evaluation.ServiceSlo]
+    ) -> None:
+        self._settings, self._slos = settings, slos
 
     def closed(self, service: ServiceRef, *, expired: bool) -> Resolved | Expired:
         """The event for a remediation whose problems are all closed: resolved by their
         source (judged without an SLO when the service has no slo.yaml), or expired."""
         if expired:
             return Expired()
-        return Resolved(has_slo=self._tree.slo_file(service) is not None)
+        return Resolved(has_slo=service in self._slos)
 
     async def act(self, remediation: Remediation, position: int, log: Bound) -> Acted:
         """Run the plan's action at `position`, journaled before and after. A step that
@@ -124,15 +125,7 @@ class Effects:
         """Healed? Decided by the SLO, or without one by whether every problem it is for
         (its own and those that joined it) is resolved."""
         service = remediation.service
-        try:
-            service_slo = evaluation.load(
-                self._tree,
-                service,
-                default_provider=self._settings.sli_provider,
-                deployment=self._settings.sli_deployment,
-            )
-        except ConfigError as e:
-            return Judged(healed=False, why=f"the SLO cannot be evaluated: {e}")
+        service_slo = self._slos.get(service)  # as the configuration in force has it
         if service_slo is None:
             if not await self._store.unresolved_problems(remediation.id):
                 return Judged(healed=True, why="no slo.yaml; the source resolved the problem")

@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Mapping
 
 from receiver import clock as clocks
 from receiver.actions.runner import Actions
-from receiver.configtree import ConfigTree
 from receiver.engine.driver import Driver, Inbox
 from receiver.engine.effects import Effects, SliProviders
 from receiver.errors import JournalError
@@ -50,6 +50,7 @@ from receiver.remediation.model import (
     ScaleBackState,
 )
 from receiver.settings import Settings
+from receiver.slo.evaluation import ServiceSlo
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Engine:
         *,
         store: RemediationStore,
         actions: Actions,
-        tree: ConfigTree,
+        slos: Mapping[ServiceRef, ServiceSlo],
         settings: Settings,
         sli_providers: SliProviders,
         metrics: Metrics,
@@ -91,7 +92,7 @@ class Engine:
         self._effects = Effects(
             store=store,
             actions=actions,
-            tree=tree,
+            slos=slos,
             settings=settings,
             sli_providers=sli_providers,
             metrics=metrics,
@@ -114,11 +115,11 @@ class Engine:
         self._leading = False
         self._lead: asyncio.Task[None] | None = None
 
-    def reconfigure(self, settings: Settings, tree: ConfigTree) -> None:
+    def reconfigure(self, settings: Settings, slos: Mapping[ServiceRef, ServiceSlo]) -> None:
         """A reloaded configuration, in force from the next use on: a remediation under way
-        keeps its journaled plan, and reads waits, windows and SLO files as they are now."""
+        keeps its journaled plan, and takes waits, windows and SLOs as they are now."""
         self._settings = settings
-        self._effects.reconfigure(settings, tree)
+        self._effects.reconfigure(settings, slos)
         self._driver.reconfigure(settings)
 
     # -- life cycle --------------------------------------------------------------------------

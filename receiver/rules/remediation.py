@@ -94,12 +94,19 @@ class RuleSet:
         return next((r for r in self.rules if r.problem_type == DEFAULT_RULE), None)
 
 
-def load(file: Path) -> RuleSet:
-    """The rules of `file`, broken ones carrying their error; ConfigError if unreadable."""
-    rule_set, errors = parse(configtree.load_yaml(file), str(file))
-    if not rule_set.rules and errors:
-        raise errors[0]
-    return rule_set
+def load_all(tree: configtree.ConfigTree) -> tuple[dict[Path, RuleSet], list[ConfigError]]:
+    """The rules of every remediation.yaml of the tree that could be read, and every problem
+    with them (a file that cannot be read at all is configtree.check's to report)."""
+    rule_sets: dict[Path, RuleSet] = {}
+    errors: list[ConfigError] = []
+    for file in tree.named(configtree.REMEDIATION):
+        try:
+            document = tree.document(file)
+        except ConfigError:
+            continue
+        rule_sets[file], found = parse(document, str(file))
+        errors.extend(found)
+    return rule_sets, errors
 
 
 def action(name: str, value: Any) -> ActionKind:
@@ -275,9 +282,9 @@ def warnings(
     found: list[ConfigError] = []
     for file in tree.named(configtree.REMEDIATION):
         try:
-            document = configtree.load_yaml(file)
+            document = tree.document(file)
         except ConfigError:
-            continue  # check() reports it
+            continue  # configtree.check reports it
         for path, name in _action_names(document):
             if name not in ACTIONS and name not in webhooks:
                 found.append(
@@ -310,13 +317,3 @@ def _action_names(document: Any) -> list[tuple[str, str]]:
             if isinstance(name, str):
                 names.append((f"{path}[{index}].{key}[{position}].action", name))
     return names
-
-
-def check(tree: configtree.ConfigTree) -> list[ConfigError]:
-    errors: list[ConfigError] = []
-    for file in tree.named(configtree.REMEDIATION):
-        try:
-            errors.extend(parse(configtree.load_yaml(file), str(file))[1])
-        except ConfigError as e:
-            errors.append(e)
-    return errors

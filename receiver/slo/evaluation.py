@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from receiver import configtree
@@ -53,15 +53,22 @@ def load(
     SLIs, else `default_provider`. Indicators: that provider's files, least specific first;
     an SLI of the objectives that none defines comes from the provider's built-ins
     (receiver/slo/builtins.py) or, `problem_open`, from the journal."""
+    return _load(tree, ref, default_provider=default_provider, deployment=deployment)[0]
+
+
+def _load(
+    tree: configtree.ConfigTree, ref: ServiceRef, *, default_provider: str, deployment: str
+) -> tuple[ServiceSlo | None, list[ConfigError]]:
+    """`load`, with the problems of its slo.yaml that do not stop an evaluation."""
     slo_file = tree.slo_file(ref)
     if slo_file is None:
-        return None
-    slo, _ = objectives.load(slo_file)
+        return None, []
+    slo, soft = objectives.parse(tree.document(slo_file), str(slo_file))
     provider = _provider(tree, ref, default_provider)
     queries: dict[str, str] = {}
     sources: dict[str, str] = {}
     for file in tree.sli_files(ref, provider):
-        for name, query in indicators.parse(configtree.load_yaml(file), str(file)).items():
+        for name, query in indicators.parse(tree.document(file), str(file)).items():
             queries[name], sources[name] = query, str(file)
     for objective in slo.objectives:
         name = objective.sli
@@ -72,13 +79,16 @@ def load(
             sources[name] = JOURNAL
         elif built_in is not None:
             queries[name], sources[name] = built_in, BUILT_IN
-    return ServiceSlo(service=ref, slo=slo, queries=queries, provider=provider, sources=sources)
+    service_slo = ServiceSlo(
+        service=ref, slo=slo, queries=queries, provider=provider, sources=sources
+    )
+    return service_slo, soft
 
 
 def _provider(tree: configtree.ConfigTree, ref: ServiceRef, default: str) -> str:
     explicit = None
     for file in tree.sli_files(ref):  # least specific first
-        document = configtree.load_yaml(file)
+        document = tree.document(file)
         if isinstance(document, dict) and document.get("provider"):
             explicit = str(document["provider"])
     if explicit is not None:
@@ -100,17 +110,14 @@ def missing_queries(service_slo: ServiceSlo, slo_file: str) -> list[ConfigError]
     ]
 
 
-def sources(tree: configtree.ConfigTree, *, default_provider: str, deployment: str) -> list[str]:
+def sources(slos: Mapping[ServiceRef, ServiceSlo], root: Path) -> list[str]:
     """For `receiver check` (on a tree it passed): per service with an SLO, the provider
     and where each SLI of its objectives comes from — a file, a built-in, the journal."""
     lines = []
-    for ref in tree.services():
-        service_slo = load(tree, ref, default_provider=default_provider, deployment=deployment)
-        if service_slo is None:
-            continue
+    for ref, service_slo in sorted(slos.items(), key=lambda item: str(item[0])):
         used = {o.sli for o in service_slo.slo.objectives}
         where = ", ".join(
-            f"{name} <- {_relative(source, tree.root)}"
+            f"{name} <- {_relative(source, root)}"
             for name, source in service_slo.sources.items()
             if name in used
         )
@@ -193,58 +200,66 @@ async def evaluate(
     return measured, evaluation
 
 
-def check(tree: configtree.ConfigTree, *, default_provider: str) -> list[ConfigError]:
-    """Every problem with the SLO and SLI files, for `receiver check`."""
+def load_all(
+    tree: configtree.ConfigTree, *, default_provider: str, deployment: str
+) -> tuple[dict[ServiceRef, ServiceSlo], list[ConfigError]]:
+    """The SLO of every service that has one, and every problem with the SLO and SLI files
+    (a file that cannot be read at all is configtree.check's to report)."""
     errors: list[ConfigError] = []
     for file in tree.named(configtree.SLI):
         try:
-            document = configtree.load_yaml(file)
+            document = tree.document(file)
+        except ConfigError:
+            continue
+        try:
             indicators.parse(document, str(file))
         except ConfigError as e:
             errors.append(e)
             continue
-        provider = document.get("provider") if isinstance(document, dict) else None
+        provider = document.get("provider")
         if provider is not None and provider not in providers.NAMES:
             errors.append(
                 ConfigError(str(file), "provider", f"expected one of {', '.join(providers.NAMES)}")
             )
+    unreadable = {str(e) for e in tree.unreadable()}
+    slos: dict[ServiceRef, ServiceSlo] = {}
     for ref in tree.services():
-        slo_file = tree.slo_file(ref)
-        if slo_file is None:
-            continue
         try:
-            _, soft = objectives.load(slo_file)
-            service_slo = load(tree, ref, default_provider=default_provider)
+            service_slo, soft = _load(
+                tree, ref, default_provider=default_provider, deployment=deployment
+            )
         except ConfigError as e:
-            errors.append(e)
+            if str(e) not in unreadable:
+                errors.append(e)
             continue
+        if service_slo is None:
+            continue
+        slos[ref] = service_slo
         errors.extend(soft)
-        if service_slo is not None:
-            errors.extend(missing_queries(service_slo, str(slo_file)))
-            errors.extend(foreign_queries(service_slo))
-    return _unique(errors)
+        errors.extend(missing_queries(service_slo, str(tree.slo_file(ref))))
+        errors.extend(foreign_queries(service_slo))
+    return slos, _unique(errors)
 
 
-def warnings(tree: configtree.ConfigTree, *, default_provider: str) -> list[ConfigError]:
+def warnings(slos: Mapping[ServiceRef, ServiceSlo]) -> list[ConfigError]:
     """Worth knowing, not wrong (for `receiver check`): Dynatrace indicators in Keptn 0.6's
     `?scope=` form, which are sent as entitySelector."""
     found = []
-    for ref in tree.services():
-        provider = _provider(tree, ref, default_provider)
-        if provider != "dynatrace":
+    for service_slo in slos.values():
+        if service_slo.provider != "dynatrace":
             continue
-        for file in tree.sli_files(ref, provider):
-            for name, query in indicators.parse(configtree.load_yaml(file), str(file)).items():
-                if dynatrace.uses_scope(query):
-                    found.append(
-                        ConfigError(
-                            str(file),
-                            f"indicators.{name}",
-                            "Keptn 0.6's ?scope= form: sent as entitySelector (with"
-                            " type(SERVICE) unless it names a type); write"
-                            " metricSelector=...&entitySelector=... to say so yourself",
-                        )
-                    )
+        for name, source in service_slo.sources.items():
+            if source in (BUILT_IN, JOURNAL) or not dynatrace.uses_scope(service_slo.queries[name]):
+                continue
+            found.append(
+                ConfigError(
+                    source,
+                    f"indicators.{name}",
+                    "Keptn 0.6's ?scope= form: sent as entitySelector (with"
+                    " type(SERVICE) unless it names a type); write"
+                    " metricSelector=...&entitySelector=... to say so yourself",
+                )
+            )
     return _unique(found)
 
 

@@ -8,20 +8,11 @@ Placeholders, as Keptn's SLI providers replaced them: every SLO filter key as `$
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
-from receiver import configtree, durations
+from receiver import durations
 from receiver.errors import ConfigError
 from receiver.models import ServiceRef
-
-
-def load(files: Sequence[Path]) -> dict[str, str]:
-    """Indicators from `files`, least specific first; a later file wins per indicator."""
-    merged: dict[str, str] = {}
-    for file in files:
-        merged.update(parse(configtree.load_yaml(file), str(file)))
-    return merged
 
 
 def parse(document: object, file: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ import enum
 from pathlib import Path
 from typing import Any
 
-from receiver import configtree
+from receiver import yamlfile
 from receiver.errors import ConfigError
 from receiver.slo import criteria
 
@@ -84,7 +84,7 @@ def load(file: Path) -> tuple[Slo, list[ConfigError]]:
     The list holds problems that do not stop an evaluation but that `receiver check`
     reports: criteria Keptn could not parse (they never hold).
     """
-    return parse(configtree.load_yaml(file), str(file))
+    return parse(yamlfile.read(file), str(file))
 
 
 def parse(document: Any, file: str) -> tuple[Slo, list[ConfigError]]:

@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from receiver import configtree
-from receiver.errors import ConfigError
 from receiver.models import Custom, Escalate, Restart, Scale, Toggle
 from receiver.rules import remediation
 
@@ -252,13 +251,17 @@ def test_check_reports_every_file_of_the_tree(tmp_path: Path) -> None:
     unreadable = tmp_path / "shop" / "prod" / "users"
     unreadable.mkdir(parents=True)
     (unreadable / "remediation.yaml").write_text("remediations: [unclosed\n")
-    errors = remediation.check(configtree.scan(tmp_path))
+    tree = configtree.scan(tmp_path)
+    rule_sets, errors = remediation.load_all(tree)
     assert [(Path(e.file).parent.name, e.path) for e in errors] == [
-        ("orders", "remediations[0].actions"),
-        ("users", "line 2, column 1"),  # where YAML gave up
+        ("orders", "remediations[0].actions")
     ]
-    with pytest.raises(ConfigError, match="expected a list of actions"):
-        remediation.load(bad / "remediation.yaml")
+    # A file that YAML cannot read is the tree's to report, once, where YAML gave up.
+    assert [(Path(e.file).parent.name, e.path) for e in configtree.check(tree)] == [
+        ("users", "line 2, column 1")
+    ]
+    assert sorted(file.parent.name for file in rule_sets) == ["carts", "orders"]
+    assert rule_sets[bad / "remediation.yaml"].rules == ()
 
 
 def test_a_broken_rule_does_not_stop_the_rules_after_it_and_carries_its_own_error() -> None:
@@ -356,18 +359,20 @@ def test_approval_is_automatic_or_manual() -> None:
 
 
 def test_loading_a_file_keeps_its_good_rules_and_names_the_file(tmp_path: Path) -> None:
-    file = tmp_path / "remediation.yaml"
+    directory = tmp_path / "shop" / "prod" / "carts"
+    directory.mkdir(parents=True)
+    file = directory / "remediation.yaml"
     file.write_text(
         "remediations:\n- {name: x, actions: [{action: scaling, value: lots}]}\n"
         "- {name: y, actions: [{action: restart}]}\n"
     )
-    loaded = remediation.load(file)
+    rule_sets, _ = remediation.load_all(configtree.scan(tmp_path))
+    loaded = rule_sets[file]
     assert (loaded.file, [r.problem_type for r in loaded.rules]) == (str(file), ["x", "y"])
     assert str(loaded.rules[0].error).startswith(f"{file}: remediations[0].actions[0].value")
     file.write_text("remediations: [{name: x, actions: []}]\n")
-    with pytest.raises(ConfigError) as caught:
-        remediation.load(file)
-    assert (caught.value.file, caught.value.path) == (str(file), "remediations[0].actions")
+    _, (error,) = remediation.load_all(configtree.scan(tmp_path))
+    assert (error.file, error.path) == (str(file), "remediations[0].actions")
 
 
 def test_check_warns_of_every_action_the_receiver_does_not_run_with_file_and_path(
