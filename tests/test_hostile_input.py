@@ -157,20 +157,50 @@ def test_odd_alerts_in_a_real_group_get_a_deliberate_answer(
     assert not errors.records, errors.records[-1].getMessage()
 
 
-# Strings that broke the receiver before: lone surrogates, deep nesting, huge integers.
+# Raw bytes inside the strings of real payloads: UTF-16 surrogates written as UTF-8 (which
+# json.loads lets through), overlong forms, bytes no UTF-8 has, code points past U+10FFFF.
+RAW_BYTES = st.sampled_from(
+    [b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xc0\xaf", b"\xe0\x80\xaf", b"\xff", b"\xf4\x90\x80\x80"]
+) | st.binary(min_size=1, max_size=8)
+TITLES = {
+    WEBHOOKS[0]: ("alertmanager-firing.json", b'"summary":"response_time_p90"'),
+    WEBHOOKS[1]: ("dynatrace-open-plain.json", b'"ProblemTitle":"Failure rate increase"'),
+}
+
+
+@EXAMPLES
+@given(path=st.sampled_from(WEBHOOKS), raw=RAW_BYTES, at=st.integers(min_value=0, max_value=12))
+def test_raw_bytes_in_a_real_payloads_strings_get_a_deliberate_answer(
+    address: tuple[str, int], errors: Errors, path: str, raw: bytes, at: int
+) -> None:
+    errors.records.clear()
+    name, title = TITLES[path]
+    body = (Path(__file__).parent / "payloads" / name).read_bytes()
+    cut = title.index(b':"') + 2 + at
+    body = body.replace(title, title[:cut] + raw + title[cut:])
+    status, answer = request(address, "POST", path, body=body, headers=AUTH)
+    assert status in {200, 400, 503}, answer
+    assert not errors.records, errors.records[-1].getMessage()
+
+
+# Strings that broke the receiver before: lone surrogates (escaped, and written as UTF-8
+# bytes), deep nesting, huge integers.
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
         (b'{"alerts": [{"labels": {"service": "\\ud800"}}]}', "lone UTF-16 surrogate"),
+        (b'{"alerts": [{"labels": {"service": "\xed\xa0\x80"}}]}', "not UTF-8 text"),
+        (b'{"State": "OPEN", "PID": "1", "ProblemTitle": "x\xed\xbf\xbf"}', "not UTF-8 text"),
         (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
         (b'{"version": ' + b"9" * 5000 + b"}", "unusable JSON"),
     ],
 )
+@pytest.mark.parametrize("path", WEBHOOKS)
 def test_bodies_that_broke_the_decoder_are_400s(
-    address: tuple[str, int], errors: Errors, body: bytes, detail: str
+    address: tuple[str, int], errors: Errors, body: bytes, detail: str, path: str
 ) -> None:
     errors.records.clear()
-    status, answer = request(address, "POST", WEBHOOKS[0], body=body, headers=AUTH)
+    status, answer = request(address, "POST", path, body=body, headers=AUTH)
     assert status == 400
     assert detail in json.loads(answer)["detail"]
     assert not errors.records

@@ -84,7 +84,9 @@ def _read_typed(body: bytes, labels: LabelNames) -> tuple[Notification, ...] | N
     """The notifications of a body msgspec takes as it is; None for `parse` to judge."""
     try:
         webhook = _WEBHOOK.decode(body)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        # msgspec raises UnicodeDecodeError, not its own error, for bytes in a string that
+        # are not UTF-8: `parse` says which.
         return None
     if webhook.version is not None and str(webhook.version) != "4":
         return None

@@ -20,6 +20,10 @@ def decode_json(body: bytes) -> Any:
     """A webhook's body as JSON, or PayloadError saying why not (to be answered 400)."""
     if not body.strip():
         raise PayloadError("body", "empty; expected a JSON object")
+    if b"\xed" in body and _ENCODED_SURROGATE.search(body):
+        # json.loads decodes bytes with `surrogatepass`: these would pass as text and fail
+        # only when the journal writes them (a 500, and Alertmanager redelivers a 5xx).
+        raise PayloadError("body", "not UTF-8 text (a UTF-16 surrogate encoded as UTF-8)")
     try:
         document = json.loads(body)
     except UnicodeDecodeError:
@@ -39,6 +43,8 @@ def decode_json(body: bytes) -> Any:
 
 # A \uD800-\uDFFF escape: JSON admits a lone one, UTF-8 (and so the journal) does not.
 _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+# U+D800-U+DFFF written as UTF-8 bytes (ED A0 80 - ED BF BF), which UTF-8 forbids.
+_ENCODED_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
 
 
 def _encodable(value: Any) -> bool:
