@@ -72,6 +72,15 @@ class Credentials:
         raise AuthError("unsupported authorization scheme: expected Bearer or Basic")
 
 
+class Connection:
+    """What a connection of the listener carries for the HTTP layer to mark: whether one of
+    its requests carried valid credentials. Until one has, the listener lets it go as soon as
+    it has been open for server.unauthenticated_timeout and is idle, so that connections
+    nobody vouched for cannot hold the slots webhooks need."""
+
+    authenticated = False
+
+
 def _same(given: str, expected: str) -> bool:
     # surrogatepass: a header byte that is not UTF-8 arrives as a lone surrogate; it must
     # compare unequal, not raise.

@@ -8,11 +8,19 @@ answered 503 with `Retry-After` and closed at once; Alertmanager retries it. A c
 that sends no whole request head within `server.idle_timeout` (after it opened or after
 its previous answer) is closed; a body that stops arriving is the handler's business
 (`server.body_timeout`, 408).
+
+Slots are taken before any credential can be checked, so one client must not take them all:
+one source address holds at most `server.max_connections_per_client`, and a connection
+none of whose requests carried valid credentials is let go once it has been open for
+`server.unauthenticated_timeout` and is idle. A flood of idle or trickling connections from
+one address then holds a bounded share for a few seconds at a time, and webhooks from
+elsewhere are answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import http
@@ -25,7 +33,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from receiver import server
+from receiver import auth, server
 from receiver.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -34,10 +42,57 @@ SHUTDOWN_TIMEOUT = 10.0  # for requests in flight once SIGTERM arrives
 _SPARE_FILES = 64  # the journal, log, client sessions, the listening socket itself
 
 
-class _Handler(web.RequestHandler):
+class _Handler(web.RequestHandler, auth.Connection):
     """aiohttp's handler, except that a request it cannot parse is answered without quoting
-    it: aiohttp puts the raw bytes it choked on into the 400's body, an Authorization header
-    included, and Dynatrace shows webhook answers in its UI."""
+    it (aiohttp puts the raw bytes it choked on into the 400's body, an Authorization header
+    included, and Dynatrace shows webhook answers in its UI); and that it keeps to the
+    per-client limits of the module docstring."""
+
+    def __init__(self, *args: Any, limits: _ClientLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = limits
+        self._client: str | None = None  # its source address, once counted
+        self._refused = False
+        self._leash: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else "-"
+        if not self._limits.admit(client):
+            self._refused = True
+            _Refusal(_Refusal.PER_CLIENT).connection_made(transport)
+            return
+        self._client = client
+        super().connection_made(transport)
+        self._leash = self._loop.call_later(self._limits.unauthenticated_timeout, self._vouch)
+
+    def _vouch(self) -> None:
+        """Open this long: nobody vouched for it yet, so it goes, now if it is idle (or
+        still sending a request head), else once its answer is written."""
+        self._leash = None
+        if self.authenticated:
+            return
+        # aiohttp's close() is the graceful one, but on an idle connection it cancels the
+        # wait for the next request without closing the socket: idle ones are force-closed.
+        # (_request_in_progress is how aiohttp's own shutdown tells them apart.)
+        if getattr(self, "_request_in_progress", False):
+            self.close()
+        else:
+            self.force_close()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._refused:
+            return
+        if self._leash is not None:
+            self._leash.cancel()
+        if self._client is not None:
+            self._limits.release(self._client)
+            self._client = None
+        super().connection_lost(exc)
 
     def handle_error(
         self,
@@ -56,20 +111,52 @@ class _Handler(web.RequestHandler):
 _STATUSES = {status.value for status in http.HTTPStatus}
 
 
-class _Refusal(asyncio.Protocol):
-    """The whole life of a connection beyond the cap: one 503, then closed."""
-
-    _TEXT = b"too many connections open (server.max_connections); retry in a second\n"
-    ANSWER = (
+def _answer_503(text: bytes) -> bytes:
+    return (
         b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
         b"Content-Type: text/plain; charset=utf-8\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(_TEXT), _TEXT)
+        b"Content-Length: %d\r\n\r\n%s" % (len(text), text)
     )
+
+
+class _Refusal(asyncio.Protocol):
+    """The whole life of a connection beyond a cap: one 503, then closed."""
+
+    ANSWER = _answer_503(b"too many connections open (server.max_connections); retry in a second\n")
+    PER_CLIENT = _answer_503(
+        b"too many connections open from this address (server.max_connections_per_client);"
+        b" retry in a second\n"
+    )
+
+    def __init__(self, answer: bytes = ANSWER) -> None:
+        self._answer = answer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         writer = cast(asyncio.WriteTransport, transport)  # uvloop's does not subclass asyncio's
-        writer.write(self.ANSWER)
+        writer.write(self._answer)
         writer.close()
+
+
+@dataclasses.dataclass(slots=True)
+class _ClientLimits:
+    """The connections each source address holds, and what it may."""
+
+    per_client: int
+    unauthenticated_timeout: float
+    on_refusal: Callable[[], None]
+    open: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+
+    def admit(self, client: str) -> bool:
+        if self.open[client] >= self.per_client:
+            self.on_refusal()
+            return False
+        self.open[client] += 1
+        return True
+
+    def release(self, client: str) -> None:
+        self.open[client] -= 1
+        if self.open[client] <= 0:
+            del self.open[client]
 
 
 class _CappedSite(web.TCPSite):
@@ -87,14 +174,24 @@ class _CappedSite(web.TCPSite):
         refused = self._app[server.METRICS].connections_refused
         shed = self._app[server.SHED]
         loop = asyncio.get_running_loop()
+
+        def refused_per_client() -> None:
+            refused.labels(reason="max_connections_per_client").inc()
+            shed.shed("max_connections_per_client")
+
         options: dict[str, Any] = {
             "access_log": None,
             "keepalive_timeout": self._settings.idle_timeout,
+            "limits": _ClientLimits(
+                per_client=self._settings.max_connections_per_client,
+                unauthenticated_timeout=self._settings.unauthenticated_timeout,
+                on_refusal=refused_per_client,
+            ),
         }
 
         def make() -> asyncio.Protocol:
             if len(manager.connections) >= limit:
-                refused.inc()
+                refused.labels(reason="max_connections").inc()
                 shed.shed("max_connections")
                 return _Refusal()
             return _Handler(manager, loop=loop, **options)

@@ -25,7 +25,9 @@ class Metrics:
         )
         self.connections_refused = prom.Counter(
             "receiver_connections_refused",
-            "Connections answered 503 and closed at once: server.max_connections were open.",
+            "Connections answered 503 and closed at once, by the limit they met:"
+            " max_connections (open in all), max_connections_per_client (from one address).",
+            ["reason"],
             registry=registry,
         )
         self.config_reload_ok = prom.Gauge(

@@ -23,11 +23,10 @@ import msgspec
 import prometheus_client as prom
 from aiohttp import web
 
+from receiver import auth, configuration, durations, loadshed, openapi, pages
 from receiver import clock as clocks
-from receiver import configuration, durations, loadshed, openapi, pages
 from receiver.actions.kubernetes import Kubernetes
 from receiver.actions.runner import Actions
-from receiver.auth import Credentials
 from receiver.configuration import Configuration
 from receiver.engine import Engine
 from receiver.errors import (
@@ -59,7 +58,7 @@ logger = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)  # as the service started: listener, journal, auth
 JOURNAL = web.AppKey("journal", Journal)
 METRICS = web.AppKey("metrics", Metrics)
-CREDENTIALS = web.AppKey("credentials", Credentials)
+CREDENTIALS = web.AppKey("credentials", auth.Credentials)
 ACTIONS = web.AppKey("actions", Actions)
 ENGINE = web.AppKey("engine", Engine)
 CLOCK = web.AppKey("clock", clocks.Clock)
@@ -135,7 +134,7 @@ def create_app(
 ) -> web.Application:
     _quiet_client_errors()
     settings = config.settings
-    credentials = Credentials.from_settings(settings)
+    credentials = auth.Credentials.from_settings(settings)
     if (missing := credentials_missing(settings)) is not None:
         raise missing
     app = web.Application(
@@ -188,6 +187,7 @@ _RESTART_ONLY = (
     "server.port",
     "server.max_connections",
     "server.idle_timeout",
+    "server.unauthenticated_timeout",
     "server.watch_config",
     "store.",
     "auth.token",
@@ -310,7 +310,7 @@ def config_fingerprint(root: Path) -> frozenset[tuple[str, int, int, int]]:
 
 
 async def _reload_endpoint(request: web.Request) -> web.Response:
-    request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
+    _authenticate(request)
     reloaded = await reload(request.app)
     if reloaded.errors:
         return _error(
@@ -501,6 +501,14 @@ async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.Str
     return response
 
 
+def _authenticate(request: web.Request) -> None:
+    """Raise AuthError unless the request carries valid credentials; mark its connection as
+    one that did (the listener gives it the full idle time)."""
+    request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
+    if isinstance(request.protocol, auth.Connection):
+        request.protocol.authenticated = True
+
+
 def _error(status: int, error: str, **details: Any) -> web.Response:
     body = {"error": error, **{k: v for k, v in details.items() if v is not None}}
     return web.json_response(body, status=status)
@@ -547,7 +555,7 @@ async def _authenticated_body(request: web.Request) -> bytes:
         raise Overloaded(
             f"the receiver runs {lag:.2f} s behind (server.max_loop_lag {max_lag:g} s)"
         )
-    request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
+    _authenticate(request)
     limit = request.app[LIVE].settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
@@ -634,7 +642,7 @@ def _log_recorded(
 
 def _authorize_read(request: web.Request) -> None:
     if request.app[LIVE].settings.auth_protect_reads:
-        request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
+        _authenticate(request)
 
 
 def _limit(request: web.Request) -> int:
@@ -730,7 +738,7 @@ async def _get_remediation(request: web.Request) -> web.Response:
 
 
 async def _cancel_remediation(request: web.Request) -> web.Response:
-    request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
+    _authenticate(request)
     remediation_id = _remediation_id(request)
     remediation = await request.app[JOURNAL].request_cancel(remediation_id)
     if remediation is None:
@@ -752,7 +760,7 @@ async def _reject_remediation(request: web.Request) -> web.Response:
 
 async def _decide(request: web.Request, *, approved: bool) -> web.Response:
     """A person's yes or no to a remediation whose rule says `approval: manual`."""
-    request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
+    _authenticate(request)
     remediation_id = _remediation_id(request)
     remediation = await request.app[JOURNAL].decide_approval(remediation_id, approved=approved)
     if remediation is None:
@@ -856,7 +864,7 @@ async def _readyz(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     if request.app[LIVE].settings.auth_protect_metrics:
-        request.app[CREDENTIALS].verify(request.headers.get("Authorization"))
+        _authenticate(request)
     return web.Response(
         body=request.app[METRICS].render(),
         headers={"Content-Type": prom.CONTENT_TYPE_LATEST},

@@ -94,6 +94,18 @@ class Settings:
     # Connections beyond this many are answered 503 and closed at once, well before the
     # process runs out of file descriptors (the soft limit is raised to fit when it can be).
     max_connections: int = _field(1000, "server.max_connections", "RECEIVER_MAX_CONNECTIONS", "int")
+    # One source address (a flood, a client that reconnects) holds at most this many of them,
+    # before any credential is checked; behind an ingress every webhook comes from its
+    # address, so this is a share of the cap rather than a handful.
+    max_connections_per_client: int = _field(
+        250, "server.max_connections_per_client", "RECEIVER_MAX_CONNECTIONS_PER_CLIENT", "int"
+    )
+    # A connection none of whose requests carried valid credentials yet is closed once it has
+    # been open this long and is idle (Alertmanager authenticates its first request; probes
+    # and anonymous reads reconnect), instead of holding a slot for server.idle_timeout.
+    unauthenticated_timeout: float = _field(
+        5.0, "server.unauthenticated_timeout", "RECEIVER_UNAUTHENTICATED_TIMEOUT", "duration"
+    )
 
     # In the working directory by default; the Kubernetes manifests point it at a volume.
     # A file path is SQLite; postgresql://user@host:port/db is PostgreSQL (several replicas).
@@ -338,6 +350,10 @@ def _conflicts(
     found = []
     if settings.max_connections < 1:
         found.append(("max_connections", "server.max_connections must be at least 1"))
+    if settings.max_connections_per_client < 1:
+        found.append(
+            ("max_connections_per_client", "server.max_connections_per_client must be at least 1")
+        )
     if settings.scaling_min_replicas > settings.scaling_max_replicas:
         found.append(
             (

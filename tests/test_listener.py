@@ -4,6 +4,7 @@ parse is answered without quoting it, a taken port is one clear line, SIGTERM st
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -72,7 +73,7 @@ def test_connections_beyond_the_cap_get_503_and_idle_ones_are_let_go(
             held.close()
 
         # Room again: the service answers as usual, and counted the refusal.
-        assert metric(port, "receiver_connections_refused_total") >= 1
+        assert metric(port, 'receiver_connections_refused_total{reason="max_connections"}') >= 1
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
     written = log.read_text()
@@ -120,3 +121,79 @@ def test_a_port_in_use_is_one_clear_line(config_dir: Path, tmp_path: Path) -> No
     assert f"receiver: cannot listen on 127.0.0.1:{port}:" in result.stderr
     assert "address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_flood_from_one_address_leaves_webhooks_from_another_answered(
+    config_dir: Path, tmp_path: Path
+) -> None:
+    """1,000 idle or trickling connections from one address held every slot for 30 s, and
+    for ever if the client reconnected. With the default limits it holds a share, for a few
+    seconds at a time, and a webhook from another address is answered meanwhile."""
+    port = processes.free_port()
+    env = {"RECEIVER_STORE": str(tmp_path / "journal.db"), "RECEIVER_AUTH_TOKEN": TOKEN}
+    log = tmp_path / "receiver.log"
+    body = (Path(__file__).parent / "payloads" / "alertmanager-firing.json").read_bytes()
+
+    request = (
+        b"POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\n"
+        + f"Authorization: {AUTH['Authorization']}\r\n".encode()
+        + b"Content-Type: application/json\r\n"
+        + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+    def webhook_from(address: str) -> bytes:
+        with socket.create_connection(
+            ("127.0.0.1", port), timeout=5, source_address=(address, 0)
+        ) as sock:
+            sock.sendall(request)
+            return sock.recv(65536)
+
+    def answered(sock: socket.socket) -> bytes:
+        """The status it was answered with, or b"" while it is held open unanswered."""
+        sock.setblocking(False)
+        try:
+            return sock.recv(12, socket.MSG_PEEK)[9:12]
+        except BlockingIOError:
+            return b""
+        finally:
+            sock.settimeout(10)
+
+    def flood() -> list[socket.socket]:
+        held = []
+        for n in range(1000):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            if n % 2:  # trickling: a request head that never ends
+                sock.sendall(b"POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\n")
+            held.append(sock)
+        return held
+
+    with processes.receiver(config_dir, port=port, log=log, **env):
+        vouched = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.4", 0))
+        vouched.sendall(request)  # a webhook that authenticated: its connection may idle
+        assert vouched.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        first = flood()
+        assert webhook_from("127.0.0.2").startswith(b"HTTP/1.1 200 OK")
+        time.sleep(0.5)
+        assert [answered(s) for s in first].count(b"503") == 1000 - 250  # per client
+        # Nobody vouched for the rest: let go after server.unauthenticated_timeout, not the
+        # 30 s of server.idle_timeout.
+        started = time.monotonic()
+        for sock in first:
+            # The 503 of a refused one, then the end; or the end (a reset where the head it
+            # trickled was never read).
+            with contextlib.suppress(ConnectionResetError):
+                while sock.recv(65536):
+                    pass
+        assert time.monotonic() - started < 7
+        vouched.sendall(request)  # kept for server.idle_timeout, as Alertmanager reuses it
+        assert vouched.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        vouched.close()
+        again = flood()  # and a client that reconnects gets no further
+        assert webhook_from("127.0.0.3").startswith(b"HTTP/1.1 200 OK")
+        for sock in first + again:
+            sock.close()
+        assert (
+            metric(port, 'receiver_connections_refused_total{reason="max_connections_per_client"}')
+            >= 1500
+        )
+    assert '"level": "error"' not in log.read_text()
