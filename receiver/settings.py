@@ -233,11 +233,21 @@ class Settings:
     problems_stale_after: float = _field(
         86400.0, "problems.stale_after", "RECEIVER_PROBLEMS_STALE_AFTER", "duration"
     )
-    # Keptn evaluated the SLO over the 10 minutes before the evaluation.
+    # Keptn evaluated the SLO over the 10 minutes before the evaluation. An action is judged
+    # on the time since it ran, at most this much of it.
     remediation_evaluation_window: float = _field(
         600.0,
         "remediation.evaluation_window",
         "RECEIVER_REMEDIATION_EVALUATION_WINDOW",
+        "duration",
+    )
+    # When the source resolves a problem soon after an action, the SLO is judged once this
+    # much time has passed since the action (still long before the wait ends): enough for
+    # Prometheus' rate() over a few scrapes, or Dynatrace's one-minute resolution.
+    remediation_min_evaluation_window: float = _field(
+        60.0,
+        "remediation.min_evaluation_window",
+        "RECEIVER_REMEDIATION_MIN_EVALUATION_WINDOW",
         "duration",
     )
 

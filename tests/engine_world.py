@@ -28,6 +28,16 @@ RT, ERRORS = prometheus_standin.response_time_p90(), prometheus_standin.error_ra
 SLOW: dict[str, float | None] = {RT: 900.0, ERRORS: 0.0}  # p90 fails (<600), errors ok
 FAST: dict[str, float | None] = {RT: 300.0, ERRORS: 0.0}
 
+
+def over(window: str, values: dict[str, float | None]) -> dict[str, float | None]:
+    """SLI values (SLOW, FAST) as they are queried over another window than 600s, e.g. the
+    minute after an action when its problem resolved soon after it."""
+    return {
+        prometheus_standin.response_time_p90(window): values[RT],
+        prometheus_standin.error_rate(window): values[ERRORS],
+    }
+
+
 TWO_RULES = """
 remediations:
 - name: response_time_p90

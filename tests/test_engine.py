@@ -10,10 +10,23 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from receiver.clock import iso
 from receiver.errors import ConfigRefused
 from receiver.settings import WebhookAction
+from tests import prometheus_standin
 from tests.conftest import AUTH, edit_journal
-from tests.engine_world import ERRORS, FAST, NS, RT, TWO_ACTIONS, TWO_RULES, WAIT, MakeWorld
+from tests.engine_world import (
+    ERRORS,
+    FAST,
+    NS,
+    RT,
+    SLOW,
+    TWO_ACTIONS,
+    TWO_RULES,
+    WAIT,
+    MakeWorld,
+    over,
+)
 
 pytestmark = pytest.mark.usefixtures("journal_backend")  # SQLite and PostgreSQL
 
@@ -110,19 +123,35 @@ async def test_a_failed_action_moves_on_at_once(make_world: MakeWorld) -> None:
     assert first["evaluation"] is None
 
 
-async def test_a_resolve_during_the_wait_is_judged_at_once_and_healed_when_it_healed(
+async def test_a_resolve_soon_after_the_action_is_judged_on_the_minute_after_it(
     make_world: MakeWorld,
 ) -> None:
     world = await make_world(TWO_ACTIONS)
     rid = (await world.fire())["remediation_id"]
     await world.waiting(rid, 0)
-    world.slis.update(FAST)  # the new replica helped, and the alert resolves
+    acted_at = world.clock.now()
+    world.slis.update(over("60s", FAST))  # the new replica helped, and the alert resolves
     await world.resolve()
-    done = await world.finished(rid)  # the clock did not move: not after the 10-minute wait
+    # Not judged on the ten minutes before, nine of them before the action, nor after the
+    # whole wait: once a minute after the action can be measured.
+    waiting = await world.until(
+        rid,
+        lambda d: d["phase_until"] == iso(acted_at + 60) and world.clock.sleepers > 0,
+        "the shortened wait",
+    )
+    assert waiting["phase"] == "wait"
+    world.clock.advance(60)
+    done = await world.finished(rid)
     assert (done["state"], done["reason"]) == (
         "healed",
         "scaling (step 1) healed it: SLO pass, score 100.0",
     )
+    assert sorted(world.queries) == [
+        (prometheus_standin.response_time_p90("60s"), acted_at + 60),
+        (prometheus_standin.error_rate("60s"), acted_at + 60),
+    ]
+    window = done["steps"][0]["evaluation"]["window"]
+    assert window == {"start": iso(acted_at), "end": iso(acted_at + 60)}
     assert [(s["action"], s["verdict"]) for s in done["steps"]] == [("scaling", "healed")]
     assert world.cluster.count("PATCH", "/carts-primary") == 0  # the restart never ran
 
@@ -133,13 +162,32 @@ async def test_a_resolve_whose_slo_still_fails_moves_on_to_the_next_action(
     world = await make_world(TWO_ACTIONS)
     rid = (await world.fire())["remediation_id"]
     await world.waiting(rid, 0)
+    world.slis.update(over("60s", SLOW))
     await world.resolve()  # resolved, but the SLO says the service is still slow
+    await world.until(rid, lambda d: world.clock.sleepers > 0, "the shortened wait")
+    world.clock.advance(60)
     document = await world.waiting(rid, 1)
     assert [(s["action"], s["verdict"]) for s in document["steps"]] == [
         ("scaling", "next"),
         ("restart", None),
     ]
     assert document["steps"][0]["evaluation"]["result"] == "fail"
+
+
+async def test_when_the_slo_cannot_say_the_sources_resolve_decides(make_world: MakeWorld) -> None:
+    world = await make_world(TWO_ACTIONS)
+    rid = (await world.fire())["remediation_id"]
+    await world.waiting(rid, 0)
+    world.clock.advance(120)  # resolved two minutes after the action; Prometheus has no value
+    await world.resolve()
+    done = await world.finished(rid)
+    assert done["state"] == "resolved"
+    assert done["reason"].startswith(
+        "resolved by its source after 1 action; the SLO could not say whether it healed:"
+        " SLO fail, score 0.0 over 120s, no value for response_time_p90: "
+    )
+    assert [(s["action"], s["verdict"]) for s in done["steps"]] == [("scaling", "resolved")]
+    assert world.escalations == []  # nobody paged for a problem its source says is gone
 
 
 async def test_a_resolve_before_any_action_succeeded_stays_resolved(
@@ -444,7 +492,13 @@ async def test_keptns_problem_open_sli_is_answered_from_the_journal(
     await world.waiting(rid, 0)
     world.clock.advance(WAIT)
     await world.waiting(rid, 1)
-    await world.resolve()  # judged at once: the problem is closed now
+    restarted_at = world.clock.now()
+    world.slis.update(over("60s", FAST))
+    await world.resolve()  # judged a minute after the restart: the problem is closed now
+    await world.until(
+        rid, lambda d: d["phase_until"] == iso(restarted_at + 60), "the shortened wait"
+    )
+    world.clock.advance(60)
     done = await world.finished(rid)
     assert done["state"] == "healed"
     assert [

@@ -13,7 +13,7 @@ import pytest
 
 from receiver import status
 from tests.conftest import AUTH, payload
-from tests.engine_world import FAST, NS, TWO_ACTIONS, TWO_RULES, WAIT, MakeWorld, World
+from tests.engine_world import FAST, NS, TWO_ACTIONS, TWO_RULES, WAIT, MakeWorld, World, over
 
 pytestmark = pytest.mark.usefixtures("journal_backend")  # SQLite and PostgreSQL
 
@@ -78,8 +78,10 @@ async def test_it_is_judged_on_the_resolve_only_once_every_problem_it_was_for_is
     await post(world, alert("pod-1", status="resolved"), alert("pod-2", status="resolved"))
     document = await world.waiting(rid, 0)  # pod-3 is still open: it keeps waiting
     assert document["joined"] == {"problems": 2, "open": 1}
+    world.clock.advance(60)  # a minute after the action, remediation.min_evaluation_window
+    world.slis.update(over("60s", FAST))
     await post(world, alert("pod-3", status="resolved"))
-    done = await world.finished(rid)  # judged at once: the clock did not move
+    done = await world.finished(rid)  # judged at once: not after the rest of the wait
     assert (done["state"], done["steps"][0]["verdict"]) == ("healed", "healed")
 
 

@@ -44,6 +44,7 @@ from receiver.remediation.model import (
     Phase,
     Rejected,
     Remediation,
+    Resolved,
     ScaleBack,
     Sleep,
 )
@@ -137,6 +138,9 @@ class Driver:
             event = inbox.get_nowait() if not inbox.empty() else None
             if event is None:
                 event = await self._perform(effect, remediation, inbox, log)
+            acted_at = None
+            if isinstance(event, Resolved) and progress.phase is Phase.WAIT:
+                acted_at = await self._effects.acted_at(remediation.id, progress.position)
             moved = machine.transition(
                 plan,
                 progress,
@@ -144,6 +148,8 @@ class Driver:
                 now=self._clock.now(),
                 wait=wait,
                 approval_timeout=self._settings.remediation_approval_timeout,
+                acted_at=acted_at,
+                min_window=self._settings.remediation_min_evaluation_window,
             )
             scale_back = None
             if moved.progress.state is RemediationState.HEALED:

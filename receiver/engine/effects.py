@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+from receiver import durations
 from receiver.actions.runner import Actions
 from receiver.clock import iso
 from receiver.errors import ActionError
@@ -30,6 +31,7 @@ from receiver.remediation.model import (
     ScaleBack,
     ScaleBackState,
     StepResult,
+    Undecided,
 )
 from receiver.rules import remediation as rules
 from receiver.settings import Settings
@@ -121,9 +123,17 @@ class Effects:
         )
         return Acted(succeeded=result is StepResult.SUCCEEDED)
 
-    async def judge(self, remediation: Remediation, position: int) -> Judged:
-        """Healed? Decided by the SLO, or without one by whether every problem it is for
-        (its own and those that joined it) is resolved."""
+    async def acted_at(self, remediation_id: int, position: int) -> float | None:
+        """When the action at `position` finished (None: it has not, or before 0.2)."""
+        remediation = await self._store.load(remediation_id)
+        step = remediation.steps.get(position) if remediation is not None else None
+        return step.ended_at if step is not None else None
+
+    async def judge(self, remediation: Remediation, position: int) -> Judged | Undecided:
+        """Healed? Decided by the SLO over the time since the action (at most the evaluation
+        window), or without one by whether every problem it is for (its own and those that
+        joined it) is resolved. When the SLO cannot say (an SLI without a value) and every
+        problem is resolved, the source's word decides (Undecided)."""
         service = remediation.service
         service_slo = self._slos.get(service)  # as the configuration in force has it
         if service_slo is None:
@@ -139,6 +149,9 @@ class Effects:
         )
         window = remediation.plan.evaluation_window or self._settings.remediation_evaluation_window
         end = self._now()
+        acted_at = await self.acted_at(remediation.id, position)
+        if acted_at is not None and 0 < end - acted_at < window:
+            window = end - acted_at  # what came before the action says nothing of it
         measured, result = await evaluation.evaluate(
             service_slo,
             self._sli_providers(service_slo.provider),
@@ -161,7 +174,17 @@ class Effects:
         )
         self._metrics.evaluations.labels(result=result.result).inc()
         why = f"SLO {result.result}, score {result.score:.1f}"
-        return Judged(healed=result.result in ("pass", "warning"), why=why)
+        healed = result.result in ("pass", "warning")
+        if (
+            not healed
+            and measured.reasons
+            and not await self._store.unresolved_problems(remediation.id)
+        ):
+            missing = "; ".join(f"{name}: {reason}" for name, reason in measured.reasons.items())
+            return Undecided(
+                why=f"{why} over {durations.format_seconds(window)}, no value for {missing}"
+            )
+        return Judged(healed=healed, why=why)
 
     async def _problem_open(self, remediation: Remediation) -> float:
         """Keptn's `problem_open`: 1 while a problem the remediation is for is open."""

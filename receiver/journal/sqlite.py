@@ -1583,9 +1583,10 @@ def _remediation(connection: Connection, row: Any) -> Remediation:
             result=StepResult(result),
             checkpoint=json.loads(checkpoint) if checkpoint else None,
             verdict=Verdict(verdict) if verdict else None,
+            ended_at=ended_at,
         )
-        for position, action, result, checkpoint, verdict in connection.execute(
-            "SELECT position, action, result, checkpoint, verdict FROM steps"
+        for position, action, result, checkpoint, verdict, ended_at in connection.execute(
+            "SELECT position, action, result, checkpoint, verdict, ended_at FROM steps"
             " WHERE remediation_id = ? ORDER BY position",
             (row[0],),
         )

@@ -5,7 +5,9 @@
     action[p] ─Acted(ok)→ wait ─Elapsed→ evaluate ─Judged(healed)→ healed
     action[p] ─Acted(failed)→ action[p+1]      evaluate ─Judged(not healed)→ action[p+1]
     action[p], the plan says escalate or has no action p → escalate ─Escalated→ escalated
-    wait ─Resolved→ evaluate (the source resolved it after an action: judge now)
+    wait ─Resolved→ evaluate (the source resolved it after an action: judge now, or once
+        `min_window` has passed since the action, so that there is time after it to judge)
+    evaluate ─Undecided→ resolved (the SLO could not say; the source resolved it)
     Resolved before an action succeeded, Cancelled, Expired — at the safe point where they
     find it → resolved / cancelled / expired
 
@@ -44,6 +46,7 @@ from receiver.remediation.model import (
     Rejected,
     Resolved,
     Sleep,
+    Undecided,
     Verdict,
 )
 
@@ -90,10 +93,13 @@ def transition(
     now: float,
     wait: float,
     approval_timeout: float = 15 * 60.0,
+    acted_at: float | None = None,
+    min_window: float = 0.0,
 ) -> Transition:
     """What `event` makes of `progress`; `wait` is the wait after an action, and
     `approval_timeout` how long a manual rule waits for a person (the plan's own, else the
-    receiver's)."""
+    receiver's). `acted_at`: when the action at the current position finished; a resolve
+    is judged no sooner than `min_window` after it."""
     position = progress.position
     match progress.phase, event:
         case _, Escalated(why=why, delivered=delivered, detail=detail, dry_run=dry_run):
@@ -188,6 +194,15 @@ def transition(
                 f"no slo.yaml; the source resolved the problem {_after(position + 1)}",
                 Judgement(position, Verdict.HEALED),
             )
+        case Phase.WAIT, Resolved(has_slo=True) if (
+            acted_at is not None
+            and progress.until is not None
+            and now < (ready := min(progress.until, acted_at + min_window))
+        ):
+            # Resolved moments after the action: judged once there is time after the action
+            # to judge it by (a window mostly before it would call a real heal a failure),
+            # still long before the wait would have ended.
+            return Transition(dataclasses.replace(progress, until=ready), Sleep(ready))
         case (Phase.WAIT, Resolved(has_slo=True)) | (Phase.WAIT, Elapsed()):
             # A resolve after a successful action ends the wait: judge now whether it healed
             # (with Keptn's timing the alert an action fixed resolves within the wait, and
@@ -208,6 +223,14 @@ def transition(
             )
         case Phase.EVALUATE, Judged(healed=False):
             return _at_action(plan, progress, position + 1, Judgement(position, Verdict.NEXT))
+        case Phase.EVALUATE, Undecided(why=why):
+            return _finish(
+                progress,
+                RemediationState.RESOLVED,
+                f"resolved by its source {_after(position + 1)}; the SLO could not say"
+                f" whether it healed: {why}",
+                Judgement(position, Verdict.RESOLVED),
+            )
 
     raise UnexpectedEvent(progress.phase, event)
 

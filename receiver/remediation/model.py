@@ -38,7 +38,9 @@ class Verdict(enum.StrEnum):
 
     HEALED = "healed"
     NEXT = "next"  # failed, or judged not healed: the next action
-    RESOLVED = "resolved"  # resolved before it was judged (written by 0.1.0; read still)
+    # The source resolved it and the SLO could not say whether this step healed it (0.1.0
+    # wrote it for a resolve before a step was judged; read still).
+    RESOLVED = "resolved"
     ESCALATED = "escalated"
 
 
@@ -167,6 +169,14 @@ class Judged:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Undecided:
+    """The SLO could not say (an SLI without a value) whether the action at the current
+    position healed, and the source resolved every problem meanwhile: its word decides."""
+
+    why: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Escalated:
     """The problem was handed to people (`delivered`, else `detail` says what failed)."""
 
@@ -209,6 +219,7 @@ Event = (
     | Elapsed
     | Acted
     | Judged
+    | Undecided
     | Escalated
     | Resolved
     | Cancelled
@@ -284,6 +295,7 @@ class StepRecord:
     result: StepResult
     checkpoint: dict[str, Any] | None  # the absolute plan saved before the action changed anything
     verdict: Verdict | None
+    ended_at: float | None = None  # when its result was journaled: what it did counts from then
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)

@@ -7,8 +7,10 @@ journal, and `reset()` returns the world to a healthy carts with one replica and
 
 Timing, seconds for the tutorials' minutes: alert rules look at the last 10 s (Keptn: 180 s)
 and fire after 1 s (Keptn: 10 min); the receiver waits 6 s after an action (Keptn: 10 min)
-and evaluates the last 3 s. The wait is shorter than the time the alert takes to resolve
-after a fix, so the SLO evaluation, not the source, ends a remediation.
+and evaluates the last 3 s; a resolve is judged 2 s after the action at the soonest (the
+receiver's default: a minute). The wait is shorter than the time the alert takes to resolve
+after a fix, so the SLO evaluation, not the source, ends a remediation — except where a test
+says otherwise.
 """
 
 from __future__ import annotations
@@ -149,6 +151,7 @@ class World:
                 "RECEIVER_PROMETHEUS_URL": self.prometheus_url,
                 "RECEIVER_REMEDIATION_WAIT": "6s",
                 "RECEIVER_REMEDIATION_EVALUATION_WINDOW": "3s",
+                "RECEIVER_REMEDIATION_MIN_EVALUATION_WINDOW": "2s",
                 "RECEIVER_REMEDIATION_COOLDOWN": "0s",
             }
             | extra

@@ -7,6 +7,7 @@ and windows are seconds instead of minutes (see stack.py), nothing else is short
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import subprocess
@@ -200,6 +201,38 @@ def test_3_feature_flag_switched_off_heals_the_failure_rate(
     assert world.unleash.enabled("EnablePromotion") is False  # the admin API
     assert world.carts_state()["promotion"] is False  # the app, through UnleashClient
     assert world.replicas() == 1  # nothing else was touched
+
+
+def test_1b_a_heal_its_source_resolves_within_seconds_is_credited_with_the_default_wait(
+    world: stack.World, tmp_path: Path
+) -> None:
+    """Keptn's ten-minute wait and window, as users get them: the real Alertmanager resolves
+    the alert seconds after the scaling, and the SLO is judged then on the time since the
+    action, not on ten minutes nearly all before it (which called such heals failures and
+    paged a person for a healed service)."""
+    world.reset()
+    env = world.receiver_env(
+        tmp_path / "journal.db",
+        RECEIVER_REMEDIATION_WAIT="10m",
+        RECEIVER_REMEDIATION_EVALUATION_WINDOW="10m",
+    )
+    with processes.receiver(
+        config_copy(tmp_path), port=world.receiver_port, log=tmp_path / "receiver.log", **env
+    ):
+        started = time.monotonic()
+        world.carts(load=3)
+        done = finished(world, within=60)
+    assert time.monotonic() - started < 60  # the resolve ended the ten-minute wait
+    assert (done["state"], done["problem_state"]) == ("healed", "resolved")
+    (step,) = done["steps"]
+    assert (step["action"], step["verdict"]) == ("scaling", "healed")
+    window = step["evaluation"]["window"]
+    assert window["start"] == step["ended_at"]  # from the action on, nothing before it
+    seconds = (
+        datetime.datetime.fromisoformat(window["end"])
+        - datetime.datetime.fromisoformat(window["start"])
+    ).total_seconds()
+    assert 2 <= seconds < 60
 
 
 def test_4_when_nothing_helps_the_next_action_runs_then_people_are_called(

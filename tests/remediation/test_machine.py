@@ -34,6 +34,7 @@ from receiver.remediation.model import (
     Rejected,
     Resolved,
     Sleep,
+    Undecided,
     Verdict,
 )
 
@@ -131,6 +132,9 @@ ROWS = [
      None),  # being judged already: the judgement decides
     (at(Phase.EVALUATE), Resolved(has_slo=False), HEALED, Phase.DONE, 0, Finish(),
      Verdict.HEALED, "no slo.yaml; the source resolved the problem after 1 action"),
+    (at(Phase.EVALUATE, 1), Undecided("no value for rt: HTTP 503"), RESOLVED, Phase.DONE, 1,
+     Finish(), Verdict.RESOLVED, "resolved by its source after 2 actions; the SLO could not say"
+     " whether it healed: no value for rt: HTTP 503"),
     # expired: every problem it was for went stale
     (at(Phase.QUEUED), Expired(), EXPIRED, Phase.DONE, 0, Finish(), None,
      f"{STALE} before the remediation began"),
@@ -188,6 +192,7 @@ EVENTS: list[Event] = [
     Elapsed(),
     Acted(succeeded=True),
     Judged(healed=True, why=""),
+    Undecided(why=""),
     Escalated("", True, ""),
     Resolved(has_slo=True),
     Cancelled(),
@@ -240,6 +245,37 @@ def test_a_manual_rule_waits_for_a_person_before_its_first_action(
     )
     # After a restart it waits for what is left, without asking again.
     assert machine.resume(MANUAL, moved.progress) == Sleep(NOW + 900)
+
+
+@pytest.mark.parametrize(
+    ("acted_at", "until", "effect"),
+    [
+        (NOW - 100, NOW + 500, Evaluate(0)),  # a minute of time after the action: judge now
+        (NOW - 10, NOW + 590, Sleep(NOW + 50)),  # 10 s after it: once 60 s can be measured
+        (NOW - 10, NOW + 20, Sleep(NOW + 20)),  # the wait ends sooner than that anyway
+        (None, NOW + 590, Evaluate(0)),  # a step journaled without its end: judge now
+    ],
+)
+def test_a_resolve_soon_after_the_action_is_judged_once_there_is_time_after_it(
+    acted_at: float | None, until: float, effect: Any
+) -> None:
+    moved = machine.transition(
+        PLAN,
+        at(Phase.WAIT, until=until),
+        Resolved(has_slo=True),
+        now=NOW,
+        wait=WAIT,
+        acted_at=acted_at,
+        min_window=60.0,
+    )
+    assert moved.effect == effect
+    if isinstance(effect, Sleep):
+        assert (moved.progress.phase, moved.progress.until) == (Phase.WAIT, effect.until)
+        # The shortened wait ends like any other: judged then.
+        then = machine.transition(PLAN, moved.progress, Elapsed(), now=effect.until, wait=WAIT)
+        assert then.effect == Evaluate(0)
+    else:
+        assert moved.progress.phase is Phase.EVALUATE
 
 
 def test_without_actions_left_it_escalates() -> None:
