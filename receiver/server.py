@@ -23,7 +23,7 @@ import msgspec
 import prometheus_client as prom
 from aiohttp import web
 
-from receiver import auth, configuration, durations, loadshed, openapi, pages
+from receiver import auth, configuration, durations, loadshed, openapi, pages, views
 from receiver import clock as clocks
 from receiver.actions.kubernetes import Kubernetes
 from receiver.actions.runner import Actions
@@ -318,12 +318,12 @@ async def _reload_endpoint(request: web.Request) -> web.Response:
             "configuration refused; the one in force stays",
             problems=[str(e) for e in reloaded.errors],
         )
-    return web.json_response(
-        {
-            "reloaded": True,
-            "services": [str(ref) for ref in request.app[LIVE].configuration.services()],
-            "restart_to_apply": reloaded.restart_to_apply,
-        }
+    return _answer(
+        views.Reloaded(
+            reloaded=True,
+            services=[str(ref) for ref in request.app[LIVE].configuration.services()],
+            restart_to_apply=reloaded.restart_to_apply,
+        )
     )
 
 
@@ -509,9 +509,15 @@ def _authenticate(request: web.Request) -> None:
         request.protocol.authenticated = True
 
 
+def _answer(answer: msgspec.Struct, status: int = 200) -> web.Response:
+    """An answer of its type (receiver/views.py: what the OpenAPI document says), encoded."""
+    return web.Response(
+        body=views.encode(answer), status=status, content_type="application/json", charset="utf-8"
+    )
+
+
 def _error(status: int, error: str, **details: Any) -> web.Response:
-    body = {"error": error, **{k: v for k, v in details.items() if v is not None}}
-    return web.json_response(body, status=status)
+    return _answer(views.Error(error=error, **details), status)
 
 
 def _reject(request: web.Request, reason: str, detail: str | None = None) -> None:
@@ -593,14 +599,7 @@ async def _record(
     if logger.isEnabledFor(logging.INFO):
         _log_recorded(source, notifications, recorded, outcomes)
     # The Recorded values as they are, encoded in C: a storm answers thousands a second.
-    return web.Response(
-        body=_ANSWER.encode({"recorded": recorded}),
-        content_type="application/json",
-        charset="utf-8",
-    )
-
-
-_ANSWER = msgspec.json.Encoder()
+    return _answer(views.Recording(recorded=recorded))
 
 
 def _log_recorded(
@@ -671,7 +670,7 @@ async def _list_problems(request: web.Request) -> web.Response:
         state=state,
         limit=_limit(request),
     )
-    return web.json_response({"problems": problems})
+    return _answer(views.of(views.Problems, {"problems": problems}))
 
 
 async def _get_problem(request: web.Request) -> web.Response:
@@ -686,7 +685,7 @@ async def _get_problem(request: web.Request) -> web.Response:
     )
     if problem is None:
         return _error(404, "no such problem", key=key)
-    return web.json_response(problem)
+    return _answer(views.of(views.ProblemDetail, problem))
 
 
 async def _list_notifications(request: web.Request) -> web.Response:
@@ -696,7 +695,7 @@ async def _list_notifications(request: web.Request) -> web.Response:
     if outcome is not None and outcome not in outcomes:
         raise PayloadError("outcome", f"expected one of {', '.join(outcomes)}, got {outcome!r}")
     notifications = await request.app[JOURNAL].notifications(outcome=outcome, limit=_limit(request))
-    return web.json_response({"notifications": notifications})
+    return _answer(views.of(views.Notifications, {"notifications": notifications}))
 
 
 _REMEDIATION_STATES = tuple(state.value for state in RemediationState)
@@ -716,7 +715,7 @@ async def _list_remediations(request: web.Request) -> web.Response:
         stage=request.query.get("stage"),
         service=request.query.get("service"),
     )
-    return web.json_response({"remediations": listed})
+    return _answer(views.of(views.Remediations, {"remediations": listed}))
 
 
 def _remediation_id(request: web.Request) -> int:
@@ -734,7 +733,7 @@ async def _get_remediation(request: web.Request) -> web.Response:
     remediation_id, timeline = await _timeline(request)
     if timeline is None:
         return _error(404, "no such remediation", id=remediation_id)
-    return web.json_response(timeline)
+    return _answer(views.of(views.Timeline, timeline))
 
 
 async def _cancel_remediation(request: web.Request) -> web.Response:
@@ -747,7 +746,7 @@ async def _cancel_remediation(request: web.Request) -> web.Response:
     if state.finished:
         return _error(409, "already finished", id=remediation_id, state=state.value)
     logger.info("remediation.cancel_requested", extra={"remediation": remediation_id})
-    return web.json_response({"id": remediation_id, "cancel_requested": True}, status=202)
+    return _answer(views.CancelTaken(id=remediation_id, cancel_requested=True), 202)
 
 
 async def _approve_remediation(request: web.Request) -> web.Response:
@@ -777,11 +776,17 @@ async def _decide(request: web.Request, *, approved: bool) -> web.Response:
         return _error(409, f"already {decided}", id=remediation_id)
     decision = "approved" if approved else "rejected"
     logger.info(f"remediation.{decision}", extra={"remediation": remediation_id})
-    return web.json_response({"id": remediation_id, "decision": decision}, status=202)
+    return _answer(views.DecisionTaken(id=remediation_id, decision=decision), 202)
 
 
 async def _openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi.document(VERSION))
+    settings = request.app[LIVE].settings
+    security = openapi.Security(
+        disabled=request.app[CREDENTIALS].disabled,
+        protect_reads=settings.auth_protect_reads,
+        protect_metrics=settings.auth_protect_metrics,
+    )
+    return web.json_response(openapi.document(VERSION, security))
 
 
 # -- the web page -------------------------------------------------------------------------------
@@ -831,7 +836,7 @@ async def _page_asset(request: web.Request) -> web.Response:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "alive"})
+    return _answer(views.Alive(status="alive"))
 
 
 async def _readyz(request: web.Request) -> web.Response:
@@ -847,19 +852,19 @@ async def _readyz(request: web.Request) -> web.Response:
     cannot_run = request.app[ACTIONS].cannot_run()
     checks["kubernetes"] = request.app[ACTIONS].kubernetes.unavailable or "connected"
     journal = request.app[JOURNAL]
-    document: dict[str, Any] = {
-        "status": "ready" if ready else "not ready",
+    refused = request.app[LIVE].reload_error
+    readiness = views.Readiness(
+        status="ready" if ready else "not ready",
         # Every replica takes webhooks and serves reads; the leader runs the remediations.
-        "role": request.app[ENGINE].role,
-        "store": {"backend": journal.backend, "where": journal.where},
-        "checks": checks,
-        "actions_unavailable": cannot_run,
-    }
-    if request.app[LIVE].reload_error is not None:
-        # Not unready: the configuration in force still works, and leaving the Service
-        # would only lose notifications.
-        document["last_reload"] = f"refused: {request.app[LIVE].reload_error}"
-    return web.json_response(document, status=200 if ready else 503)
+        role=request.app[ENGINE].role,
+        store=views.Store(backend=journal.backend, where=journal.where),
+        checks=checks,
+        actions_unavailable=cannot_run,
+        # Not unready: the configuration in force still works, and leaving the Service would
+        # only lose notifications.
+        last_reload=f"refused: {refused}" if refused is not None else msgspec.UNSET,
+    )
+    return _answer(readiness, 200 if ready else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:

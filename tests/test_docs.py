@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import prometheus_client as prom
+import pytest
 
 from receiver import configuration, openapi, reference, server
 from tests.conftest import EXAMPLE_CONFIG, ClientFactory, make_settings
@@ -67,4 +69,30 @@ async def test_the_service_serves_its_openapi_document(make_client: ClientFactor
     assert document["openapi"] == "3.1.0"
     approve = document["paths"]["/api/v1/remediations/{id}/approve"]["post"]
     assert approve["security"] == [{"bearer": []}, {"basic": []}]
-    assert set(approve["responses"]) == {"202", "401", "404", "409"}
+    assert set(approve["responses"]) == {"202", "400", "401", "404", "409"}
+    problems = document["paths"]["/api/v1/problems"]["get"]
+    assert "security" not in problems  # reads are open by default
+    assert set(problems["responses"]) == {"200", "400"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "read_secured", "write_secured"),
+    [
+        ({"auth_protect_reads": True}, True, True),
+        ({"auth_protect_reads": True, "auth_disabled": True, "auth_token": None}, False, False),
+    ],
+)
+async def test_the_documents_security_is_the_configured_one(
+    make_client: ClientFactory, overrides: dict[str, Any], read_secured: bool, write_secured: bool
+) -> None:
+    client = await make_client(**overrides)
+    paths = (await (await client.get("/api/v1/openapi.json")).json())["paths"]
+    for path, method, secured in (
+        ("/api/v1/problems", "get", read_secured),
+        ("/", "get", read_secured),
+        ("/webhooks/alertmanager", "post", write_secured),
+        ("/metrics", "get", False),  # auth.protect_metrics is off
+        ("/healthz", "get", False),
+    ):
+        operation = paths[path][method]
+        assert ("security" in operation, "401" in operation["responses"]) == (secured, secured)
