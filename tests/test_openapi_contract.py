@@ -11,6 +11,7 @@ import json
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -92,7 +93,7 @@ def test_the_served_document_is_the_one_tested(
 @reads_open.parametrize()
 @EXAMPLES
 def test_with_reads_open_the_receiver_answers_as_its_document_says(
-    case: schemathesis.Case, open_reads: str
+    case: schemathesis.Case[Any], open_reads: str
 ) -> None:
     case.call_and_validate(base_url=open_reads, headers=AUTH, checks=CHECKS)
 
@@ -100,7 +101,7 @@ def test_with_reads_open_the_receiver_answers_as_its_document_says(
 @reads_protected.parametrize()
 @EXAMPLES
 def test_with_reads_protected_the_receiver_answers_as_its_document_says(
-    case: schemathesis.Case, protected: str
+    case: schemathesis.Case[Any], protected: str
 ) -> None:
     case.call_and_validate(base_url=protected, headers=AUTH, checks=CHECKS)
 
@@ -108,6 +109,6 @@ def test_with_reads_protected_the_receiver_answers_as_its_document_says(
 @reads_protected.parametrize()
 @EXAMPLES
 def test_without_credentials_the_receiver_answers_as_its_document_says(
-    case: schemathesis.Case, protected: str
+    case: schemathesis.Case[Any], protected: str
 ) -> None:
     case.call_and_validate(base_url=protected, checks=CHECKS)
