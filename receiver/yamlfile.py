@@ -38,7 +38,18 @@ def read(file: Path) -> Any:
         raise ConfigError(str(file), "", f"cannot read: {e.strerror}") from e
     except UnicodeDecodeError:
         raise ConfigError(str(file), "", "not UTF-8 text") from None
-    loader = _Loader(text)
+    try:
+        # The reader checks every character as it is made: a NUL or another control
+        # character YAML forbids is a ReaderError here, not a traceback.
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        raise ConfigError(
+            str(file),
+            f"line {line}, column {column}",
+            f"invalid YAML: character #x{e.character:04x} is not allowed in YAML",
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:

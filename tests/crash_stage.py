@@ -100,6 +100,8 @@ async def stand_ins(tmp_path: Path, *, wait: float = WAIT) -> AsyncIterator[Stan
                 "RECEIVER_REMEDIATION_WAIT": f"{wait:g}s",
                 "RECEIVER_REMEDIATION_COOLDOWN": "0s",
                 "RECEIVER_REMEDIATION_EVALUATION_WINDOW": "2s",
+                # A resolve is judged once the window can be measured after the action.
+                "RECEIVER_REMEDIATION_MIN_EVALUATION_WINDOW": "2s",
             },
         )
     finally:

@@ -72,6 +72,8 @@ def test_only_regular_files_are_read(tmp_path: Path, target: str) -> None:
         (b"\xff\xfe not text", "not UTF-8 text"),
         (b"[" * 5000 + b"]" * 5000, "invalid YAML"),
         (b"key: [unclosed\n", "invalid YAML"),
+        (b"a: 1\nx: \x00\n", "line 2, column 4: invalid YAML: character #x0000 is not allowed"),
+        (b"x: \x07\n", "invalid YAML: character #x0007 is not allowed"),
     ],
 )
 def test_unreadable_yaml_names_the_file(tmp_path: Path, content: bytes, message: str) -> None:
