@@ -19,7 +19,7 @@ from pytest_aiohttp import AiohttpClient
 
 from receiver import configuration, server, settings
 from receiver.journal import postgres as postgres_journal
-from tests import postgres_server, unleash_server
+from tests import kube_control_plane, postgres_server, unleash_server
 from tests import prometheus_stack as stacks
 
 pytest_plugins = ["tests.engine_world", "tests.crash_stage"]  # make_world, stage
@@ -87,6 +87,14 @@ def prometheus_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack
     shutil.copytree(EXAMPLE_CONFIG, config)
     with stacks.running(workdir, config) as stack:
         yield stack
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kube_control_plane.ControlPlane]:
+    """A real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager),
+    shared by the session: each test works in namespaces of its own (see the module)."""
+    with kube_control_plane.running(tmp_path_factory.mktemp("kube")) as plane:
+        yield plane
 
 
 @pytest.fixture(scope="session")
