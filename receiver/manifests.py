@@ -33,7 +33,7 @@ import yaml
 from receiver import configuration, settings, yamlfile
 from receiver.actions import targets
 from receiver.errors import ConfigError, PermanentActionError
-from receiver.models import Restart, Scale, ServiceRef
+from receiver.models import Restart, Rollback, Scale, ServiceRef
 from receiver.slo import alerting
 
 NAME = "selfheal-receiver"
@@ -179,48 +179,69 @@ def _key(path: Path) -> str:
 def _rbac(config: configuration.Configuration, namespace: str) -> list[dict[str, Any]]:
     """Per target namespace, a Role granting what the configured actions use, on the
     Deployments the configured services may map to (`resourceNames`) and nothing else:
-    scaling reads and patches `deployments/scale`; a restart finds its Deployment through
-    `deployments/scale` too and patches `deployments` (an annotation of the pod template;
-    that verb could change the image as well, so it is granted only where a rule restarts).
-    A namespace whose services use neither gets no Role."""
+    - every service whose rules scale, restart or roll back: `get` on `deployments/scale`
+      (to find which of its names exists) and `create` on `events` (events.k8s.io) — the
+      Events its remediations leave on its Deployment;
+    - scaling: `patch` on `deployments/scale`; `list` on `horizontalpodautoscalers`
+      (autoscaling: is the Deployment an autoscaler's?) and `get`, `patch` on the autoscalers
+      named like the Deployment or under `services.*.autoscaler`;
+    - a restart: `patch` on `deployments` (an annotation of the pod template; that verb
+      could change the image as well, so it is granted only where a rule restarts or rolls
+      back);
+    - a rollback: `get`, `patch` on `deployments` and `list` on `replicasets` (the earlier
+      revisions; `list` cannot be narrowed to names).
+    A namespace none of whose configured services acts on a Deployment gets no Role."""
     configured = frozenset(config.services())
     overrides = {
         ServiceRef(project=parts[0], stage=parts[1], service=parts[2])
         for name in config.settings.services
         if len(parts := name.split("/")) == 3
     }
-    # namespace → resource → Deployment name → verbs
-    grants: dict[str, dict[str, dict[str, set[str]]]] = {}
+    # namespace → (API group, resource) → object name ("" for any) → verbs
+    grants: dict[str, dict[tuple[str, str], dict[str, set[str]]]] = {}
     for ref in sorted(configured | overrides, key=str):
         kinds = _action_kinds(config, ref)
-        needs = {"deployments/scale": {"get"}} if kinds & {Scale, Restart} else {}
-        if Scale in kinds:
-            needs["deployments/scale"].add("patch")
-        if Restart in kinds:
-            needs["deployments"] = {"patch"}
-        if not needs:
-            continue
+        if not kinds & {Scale, Restart, Rollback}:
+            continue  # it never touches the cluster: no Role, no Events
         target = targets.resolve(ref, configured=configured, settings=config.settings)
-        for resource, verbs in needs.items():
-            names = grants.setdefault(target.namespace, {}).setdefault(resource, {})
-            for deployment in target.deployments:
-                names.setdefault(deployment, set()).update(verbs)
+        override = config.settings.services.get(str(ref))
+        autoscalers = (
+            *target.deployments,
+            *([override.autoscaler] if override and override.autoscaler else []),
+        )
+        needs: list[tuple[str, str, tuple[str, ...], set[str]]] = [
+            ("apps", "deployments/scale", target.deployments, {"get"}),
+            ("events.k8s.io", "events", ("",), {"create"}),
+        ]
+        if Scale in kinds:
+            needs += [
+                ("apps", "deployments/scale", target.deployments, {"patch"}),
+                ("autoscaling", "horizontalpodautoscalers", ("",), {"list"}),
+                ("autoscaling", "horizontalpodautoscalers", autoscalers, {"get", "patch"}),
+            ]
+        if Restart in kinds:
+            needs.append(("apps", "deployments", target.deployments, {"patch"}))
+        if Rollback in kinds:
+            needs += [
+                ("apps", "deployments", target.deployments, {"get", "patch"}),
+                ("apps", "replicasets", ("",), {"list"}),
+            ]
+        resources = grants.setdefault(target.namespace, {})
+        for group, resource, names, verbs in needs:
+            for name in names:
+                resources.setdefault((group, resource), {}).setdefault(name, set()).update(verbs)
     documents: list[dict[str, Any]] = []
     for target_namespace, resources in sorted(grants.items()):
         rules: list[dict[str, Any]] = []
-        for resource, names in sorted(resources.items(), reverse=True):  # scale first
+        for (group, resource), objects in sorted(resources.items(), key=_rule_order):
             by_verbs: dict[tuple[str, ...], list[str]] = {}
-            for deployment, verbs in sorted(names.items()):
-                by_verbs.setdefault(tuple(sorted(verbs)), []).append(deployment)
-            rules.extend(
-                {
-                    "apiGroups": ["apps"],
-                    "resources": [resource],
-                    "resourceNames": deployments,
-                    "verbs": list(verbs),
-                }
-                for verbs, deployments in sorted(by_verbs.items())
-            )
+            for name, granted in sorted(objects.items()):
+                by_verbs.setdefault(tuple(sorted(granted)), []).append(name)
+            for allowed, named in sorted(by_verbs.items()):
+                rule: dict[str, Any] = {"apiGroups": [group], "resources": [resource]}
+                if named != [""]:
+                    rule["resourceNames"] = named
+                rules.append(rule | {"verbs": list(allowed)})
         metadata = {"name": NAME, "namespace": target_namespace, "labels": LABELS}
         documents.append(
             {
@@ -240,6 +261,14 @@ def _rbac(config: configuration.Configuration, namespace: str) -> list[dict[str,
             }
         )
     return documents
+
+
+def _rule_order(item: tuple[tuple[str, str], Any]) -> tuple[int, str, str]:
+    # The Deployment's own first (its scale first), then what the actions look up or write.
+    (group, resource), _ = item
+    first = ("deployments/scale", "deployments", "replicasets", "horizontalpodautoscalers")
+    rank = first.index(resource) if resource in first else len(first)
+    return rank, group, resource
 
 
 def deployment_env(path: Path) -> dict[str, str]:
@@ -285,7 +314,7 @@ def _network_policy(
         }
     ]
     kinds = set().union(*(_action_kinds(loaded, ref) for ref in loaded.services()))
-    if kinds & {Scale, Restart}:  # the API server's address is a node's or the provider's
+    if kinds & {Scale, Restart, Rollback}:  # the API server's address: a node's, a provider's
         egress.append(
             {"to": [_ANYWHERE], "ports": [{"protocol": "TCP", "port": p} for p in (443, 6443)]}
         )

@@ -126,6 +126,12 @@ class Restart:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Rollback:
+    """What `kubectl rollout undo` does: the Deployment's pod template goes back to its
+    previous revision's."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Toggle:
     """Keptn's `featuretoggle` / `toggle-feature`: switch Unleash flags on (True) or off."""
 
@@ -147,7 +153,7 @@ class Custom:
     value: Any
 
 
-ActionKind = Scale | Restart | Toggle | Escalate | Custom
+ActionKind = Scale | Restart | Rollback | Toggle | Escalate | Custom
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)

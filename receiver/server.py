@@ -197,6 +197,7 @@ _RESTART_ONLY = (
     "unleash.",
     "escalation.",
     "actions.webhooks",
+    "kubernetes.service_account_dir",
     "actions.attempts",
     "actions.backoff",
 )
@@ -405,6 +406,7 @@ async def _actions_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     session = aiohttp.ClientSession()
     kubernetes = await Kubernetes.connect(
+        service_account_dir=Path(settings.kubernetes_service_account_dir),
         request_timeout=min(settings.action_timeout, 30.0),
         attempts=settings.action_attempts,
         backoff=settings.action_backoff,

@@ -51,6 +51,9 @@ class ServiceTarget:
     deployment: str | None = None
     min_replicas: int | None = None
     max_replicas: int | None = None
+    # Its HorizontalPodAutoscaler, where that is not named like the Deployment (the RBAC
+    # `receiver manifests` renders may patch it).
+    autoscaler: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -251,6 +254,14 @@ class Settings:
         "duration",
     )
 
+    # Where the pod's service account token and CA are mounted (the kubelet's path); the
+    # token is read again whenever the kubelet rotates it.
+    kubernetes_service_account_dir: str = _field(
+        "/var/run/secrets/kubernetes.io/serviceaccount",
+        "kubernetes.service_account_dir",
+        "RECEIVER_KUBERNETES_SERVICE_ACCOUNT_DIR",
+        "str",
+    )
     # Keptn's blue/green naming: namespace project-stage, deployment service-primary, then
     # the plain service name.
     kubernetes_namespace_template: str = _field(
@@ -464,7 +475,7 @@ def _parse_services(value: Any) -> dict[str, ServiceTarget]:
         for key in ("min_replicas", "max_replicas"):
             if key in entry and (not isinstance(entry[key], int) or entry[key] < 0):
                 raise ValueError(f"{name}.{key}: expected a whole number >= 0")
-        for key in ("namespace", "deployment"):
+        for key in ("namespace", "deployment", "autoscaler"):
             if key in entry and not isinstance(entry[key], str):
                 raise ValueError(f"{name}.{key}: expected a string")
         targets[str(name)] = ServiceTarget(**entry)

@@ -35,6 +35,17 @@ reference (kubernetes.io/docs/reference/kubernetes-api/, "API Concepts": patch t
   and `details.retryAfterSeconds`, 500 InternalError, 503 ServiceUnavailable, 504 Timeout);
   `conflicts` bumps the resourceVersion behind the client's back after each `GET …/scale`
   that many times (another writer); `delay` seconds before every answer.
+- HorizontalPodAutoscalers (autoscaling/v2): `GET …/horizontalpodautoscalers` lists those
+  added with `add_autoscaler`; `GET` and merge-`PATCH` of one (resourceVersion checked as for
+  Deployments). Where the real HPA controller enforces minReplicas within seconds, the
+  stand-in does it at once: a patched minReplicas above its Deployment's replicas scales the
+  Deployment up to it.
+- Events (events.k8s.io/v1): `POST …/events` stores the Event (with a `metadata.name` made
+  from `generateName`) in `events` and answers 201.
+- ReplicaSets: `GET /apis/apps/v1/namespaces/{ns}/replicasets?labelSelector=a=b` lists those
+  of `replica_sets` whose labels match (a test adds them; nothing makes them by itself).
+- RBAC checks the API group of each resource (apps, autoscaling, events.k8s.io); `list` and
+  `create` are never narrowed by `resourceNames`, as in Kubernetes.
 - Run alone (`python -m tests.kube_standin PORT ns/name=replicas ...`) for the e2e tests and
   the demo; `GET /_standin/state`, `POST /_standin/deployments`, `POST /_standin/roles` (the
   Roles to enforce, e.g. `roles_for` a scenario's configuration) and `POST /_standin/reset`
@@ -66,6 +77,12 @@ GENERATED_RBAC = Path(__file__).parent.parent / "manifests" / "base" / "generate
 _PATH = re.compile(
     r"^/apis/apps/v1/namespaces/(?P<ns>[^/]+)/deployments/(?P<name>[^/]+)(?P<scale>/scale)?$"
 )
+_AUTOSCALERS = re.compile(
+    r"^/apis/autoscaling/v2/namespaces/(?P<ns>[^/]+)/horizontalpodautoscalers(?:/(?P<name>[^/]+))?$"
+)
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_EVENTS = re.compile(r"^/apis/events\.k8s\.io/v1/namespaces/(?P<ns>[^/]+)/events$")
+_REPLICASETS = re.compile(r"^/apis/apps/v1/namespaces/(?P<ns>[^/]+)/replicasets$")
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -130,7 +147,33 @@ class Cluster:
     write_delay: float = 0.0  # before a PATCH or PUT is applied: a client may die meanwhile
     writes: list[tuple[str, str, Any]] = dataclasses.field(default_factory=list)
     first_call: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)
+    autoscalers: dict[tuple[str, str], dict[str, Any]] = dataclasses.field(default_factory=dict)
+    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    replica_sets: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     _version: int = 1000
+
+    def add_autoscaler(
+        self, namespace: str, name: str, *, deployment: str, min_replicas: int, max_replicas: int
+    ) -> None:
+        self._version += 1
+        self.autoscalers[(namespace, name)] = {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "resourceVersion": str(self._version),
+            },
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": deployment,
+                },
+                "minReplicas": min_replicas,
+                "maxReplicas": max_replicas,
+            },
+        }
 
     def add_deployment(self, namespace: str, name: str, *, replicas: int = 1) -> None:
         self._version += 1
@@ -156,6 +199,42 @@ class Cluster:
             "status": {"replicas": replicas, "readyReplicas": replicas},
         }
 
+    def add_revision(self, namespace: str, name: str, number: int, *, image: str) -> None:
+        """A ReplicaSet of the Deployment at revision `number` with `image`, as its
+        deployment controller would have left it; the newest one becomes its template."""
+        deployment = self.deployments[(namespace, name)]
+        template = copy.deepcopy(deployment["spec"]["template"])
+        template["spec"]["containers"][0]["image"] = image
+        template["metadata"]["labels"]["pod-template-hash"] = f"h{number}"
+        self.replica_sets.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {
+                    "name": f"{name}-h{number}",
+                    "namespace": namespace,
+                    "labels": template["metadata"]["labels"],
+                    "annotations": {"deployment.kubernetes.io/revision": str(number)},
+                    "ownerReferences": [
+                        {"kind": "Deployment", "name": name, "controller": True,
+                         "uid": deployment["metadata"]["uid"]}
+                    ],
+                },
+                "spec": {"template": template},
+            }
+        )  # fmt: skip
+        if number == max(
+            int(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"])
+            for rs in self.replica_sets
+            if rs["metadata"]["ownerReferences"][0]["uid"] == deployment["metadata"]["uid"]
+        ):
+            current = copy.deepcopy(template)
+            del current["metadata"]["labels"]["pod-template-hash"]
+            deployment["spec"]["template"] = current
+            deployment["metadata"].setdefault("annotations", {})[
+                "deployment.kubernetes.io/revision"
+            ] = str(number)
+
     def replicas(self, namespace: str, name: str) -> int:
         replicas: int = self.deployments[(namespace, name)]["spec"]["replicas"]
         return replicas
@@ -173,17 +252,20 @@ class Cluster:
         """Writes applied to a `scale` subresource: how often replicas were set."""
         return sum(1 for _, path, _ in self.writes if path.endswith("/scale"))
 
-    def allows(self, verb: str, resource: str, namespace: str, name: str) -> bool:
+    def allows(
+        self, verb: str, resource: str, namespace: str, name: str, group: str = "apps"
+    ) -> bool:
         if (verb, resource, namespace) in self.forbidden:
             return False
         if self.roles is None:
             return True
+        named = verb not in ("list", "create")  # never narrowed by resourceNames
         return any(
             role["metadata"]["namespace"] == namespace
-            and "apps" in rule.get("apiGroups", [])
+            and group in rule.get("apiGroups", [])
             and resource in rule.get("resources", [])
             and verb in rule.get("verbs", [])
-            and name in rule.get("resourceNames", [name])
+            and (not named or name in rule.get("resourceNames", [name]))
             for role in self.roles
             for rule in role.get("rules", [])
         )
@@ -357,6 +439,13 @@ def create_app(cluster: Cluster) -> web.Application:
             await asyncio.sleep(cluster.delay)
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return _status(401, "Unauthorized")
+        for pattern, other in (
+            (_AUTOSCALERS, autoscalers),
+            (_EVENTS, events),
+            (_REPLICASETS, replica_sets),
+        ):
+            if found := pattern.match(request.path):
+                return await other(request, found, content_type, body)
         match = _PATH.match(request.path)
         if match is None:
             return _status(404, "the server could not find the requested resource")
@@ -458,6 +547,100 @@ def create_app(cluster: Cluster) -> web.Application:
             deployment["metadata"]["generation"] += 1
         return web.json_response(_scale(deployment) if is_scale else copy.deepcopy(deployment))
 
+    def forbidden(verb: str, resource: str, group: str, namespace: str, name: str) -> web.Response:
+        what = f'{resource}.{group} "{name}"' if name else resource
+        return _status(
+            403,
+            f'{what} is forbidden: User "{USER}" cannot {verb} resource "{resource}" in API'
+            f' group "{group}" in the namespace "{namespace}"',
+            name=name,
+            group=group,
+            kind=resource,
+        )
+
+    async def autoscalers(
+        request: web.Request, match: re.Match[str], content_type: str, body: Any
+    ) -> web.Response:
+        namespace, name = match["ns"], match["name"] or ""
+        resource, group = "horizontalpodautoscalers", "autoscaling"
+        verb = {"GET": "get" if name else "list", "PATCH": "patch"}.get(request.method)
+        if verb is None:
+            return _status(405, f"{request.method} is not supported")
+        if not cluster.allows(verb, resource, namespace, name, group):
+            return forbidden(verb, resource, group, namespace, name)
+        if not name:
+            items = [
+                copy.deepcopy(a) for (ns, _), a in cluster.autoscalers.items() if ns == namespace
+            ]
+            return web.json_response(
+                {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscalerList",
+                 "metadata": {"resourceVersion": str(cluster._version)}, "items": items}
+            )  # fmt: skip
+        autoscaler = cluster.autoscalers.get((namespace, name))
+        if autoscaler is None:
+            return _status(404, f'horizontalpodautoscalers.autoscaling "{name}" not found')
+        if request.method == "GET":
+            return web.json_response(copy.deepcopy(autoscaler))
+        if content_type != MERGE_PATCH or not isinstance(body, dict):
+            return _status(415, f"unsupported patch {content_type!r}")
+        wanted = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted is not None and wanted != autoscaler["metadata"]["resourceVersion"]:
+            return _conflict(name)
+        updated = merge_patch(autoscaler, body)
+        minimum = updated["spec"].get("minReplicas", 1)
+        if not isinstance(minimum, int) or not 1 <= minimum <= updated["spec"]["maxReplicas"]:
+            return _status(422, "spec.minReplicas: Invalid value: must be 1..maxReplicas")
+        cluster.writes.append((request.method, request.path, body))
+        cluster._version += 1
+        updated["metadata"]["resourceVersion"] = str(cluster._version)
+        cluster.autoscalers[(namespace, name)] = updated
+        target = cluster.deployments.get((namespace, updated["spec"]["scaleTargetRef"]["name"]))
+        if target is not None and target["spec"]["replicas"] < minimum:  # the HPA controller
+            target["spec"]["replicas"] = target["status"]["replicas"] = minimum
+            cluster._bump(target)
+        return web.json_response(copy.deepcopy(updated))
+
+    async def events(
+        request: web.Request, match: re.Match[str], content_type: str, body: Any
+    ) -> web.Response:
+        namespace = match["ns"]
+        if request.method != "POST":
+            return _status(405, f"{request.method} is not supported")
+        if not cluster.allows("create", "events", namespace, "", "events.k8s.io"):
+            return forbidden("create", "events", "events.k8s.io", namespace, "")
+        if not isinstance(body, dict) or not body.get("reason") or not body.get("regarding"):
+            return _status(422, "Event is invalid: reason and regarding are required")
+        meta = body.get("metadata") or {}
+        # As the API server validates it: a name (or a generateName) that is itself a valid
+        # subdomain; "carts-primary." is not.
+        if not all(_SUBDOMAIN.match(meta[k]) for k in ("name", "generateName") if k in meta):
+            return _status(422, f"Event is invalid: metadata.name: Invalid value: {meta}")
+        event = copy.deepcopy(body)
+        event["metadata"].setdefault(
+            "name", f"{meta.get('generateName', 'event.')}{len(cluster.events)}"
+        )
+        cluster.events.append(event)
+        return web.json_response(event, status=201)
+
+    async def replica_sets(
+        request: web.Request, match: re.Match[str], content_type: str, body: Any
+    ) -> web.Response:
+        namespace = match["ns"]
+        if not cluster.allows("list", "replicasets", namespace, ""):
+            return forbidden("list", "replicasets", "apps", namespace, "")
+        wanted = dict(
+            part.split("=", 1) for part in request.query.get("labelSelector", "").split(",") if part
+        )
+        items = [
+            copy.deepcopy(rs)
+            for rs in cluster.replica_sets
+            if rs["metadata"]["namespace"] == namespace
+            and wanted.items() <= (rs["metadata"].get("labels") or {}).items()
+        ]
+        return web.json_response(
+            {"apiVersion": "apps/v1", "kind": "ReplicaSetList", "items": items}
+        )
+
     async def state(request: web.Request) -> web.Response:
         return web.json_response(
             {
@@ -490,6 +673,9 @@ def create_app(cluster: Cluster) -> web.Application:
         cluster.calls.clear()
         cluster.writes.clear()
         cluster.first_call.clear()
+        cluster.autoscalers.clear()
+        cluster.events.clear()
+        cluster.replica_sets.clear()
         return web.json_response({"ok": True})
 
     # Control endpoints for tests and the demo, outside the Kubernetes API paths.

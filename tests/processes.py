@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -156,8 +157,11 @@ class AsyncReceiver:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: aiohttp.web.Application) -> Iterator[str]:
-    """An aiohttp app on its own event loop in a thread, for sync tests; yields its URL."""
+def serve_in_thread(
+    app: aiohttp.web.Application, *, ssl_context: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """An aiohttp app on its own event loop in a thread, for sync tests; yields its URL
+    (https:// with `ssl_context`)."""
     import threading
 
     from aiohttp import web
@@ -170,7 +174,8 @@ def serve_in_thread(app: aiohttp.web.Application) -> Iterator[str]:
     def serve() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
+        loop.run_until_complete(site.start())
         started.set()
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
@@ -180,7 +185,7 @@ def serve_in_thread(app: aiohttp.web.Application) -> Iterator[str]:
     thread.start()
     started.wait(10)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)

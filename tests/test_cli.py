@@ -95,7 +95,7 @@ spec:
     # An action the receiver does not run is Keptn >= 0.7's custom action: a warning only.
     assert (
         f"warning: {file}: spec.remediations[0].actionsOnOpen[1].action: 'reboot' is not an"
-        " action the receiver runs (scaling, featuretoggle, toggle-feature, restart, escalate),"
-        " nor one mapped under actions.webhooks in receiver.yaml: a remediation reaching it"
-        " records that it has no executor for it and moves on"
+        " action the receiver runs (scaling, featuretoggle, toggle-feature, restart, rollback,"
+        " escalate), nor one mapped under actions.webhooks in receiver.yaml: a remediation"
+        " reaching it records that it has no executor for it and moves on"
     ) in result.stdout.splitlines()

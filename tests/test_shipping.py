@@ -145,11 +145,19 @@ def test_rbac_is_least_privilege_in_the_namespaces_of_configured_services(
     assert "ClusterRoleBinding" not in kinds
     roles = [d for d in base if d["kind"] == "Role"]
     assert [r["metadata"]["namespace"] for r in roles] == ["sockshop-production"]
+    allowed = {
+        ("apps", "deployments"): {"get", "patch"},
+        ("apps", "deployments/scale"): {"get", "patch"},
+        ("apps", "replicasets"): {"list"},
+        ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "patch"},
+        ("events.k8s.io", "events"): {"create"},
+    }
     for role in roles:
         for rule in role["rules"]:
-            assert rule["apiGroups"] == ["apps"]
-            assert set(rule["resources"]) <= {"deployments", "deployments/scale"}
-            assert set(rule["verbs"]) <= {"get", "patch"}
+            ((group,), (resource,)) = rule["apiGroups"], rule["resources"]
+            assert set(rule["verbs"]) <= allowed[(group, resource)]
+            # Named objects only, but for the verbs Kubernetes cannot narrow to names.
+            assert ("resourceNames" in rule) == (not set(rule["verbs"]) <= {"list", "create"})
     (binding,) = [d for d in base if d["kind"] == "RoleBinding"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "selfheal-receiver", "namespace": "selfheal"}
@@ -172,6 +180,7 @@ def test_rbac_follows_the_services_the_configuration_names(
     assert [r["metadata"]["namespace"] for r in roles] == ["shop-prod", "sockshop-production"]
     # What each namespace's Role grants follows from the actions of its services' rules, on
     # the Deployments the templates may name and no other.
+    events = {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]}
     assert roles[0]["rules"] == [
         {
             "apiGroups": ["apps"],
@@ -185,6 +194,7 @@ def test_rbac_follows_the_services_the_configuration_names(
             "resourceNames": ["orders", "orders-primary"],
             "verbs": ["patch"],
         },
+        events,  # what it did, on its Deployment: kubectl describe shows it
     ]
     assert roles[1]["rules"] == [
         {
@@ -192,7 +202,19 @@ def test_rbac_follows_the_services_the_configuration_names(
             "resources": ["deployments/scale"],
             "resourceNames": ["carts", "carts-primary"],
             "verbs": ["get", "patch"],
-        }
+        },
+        {  # an autoscaler that owns the replicas gets its floor raised instead
+            "apiGroups": ["autoscaling"],
+            "resources": ["horizontalpodautoscalers"],
+            "resourceNames": ["carts", "carts-primary"],
+            "verbs": ["get", "patch"],
+        },
+        {
+            "apiGroups": ["autoscaling"],
+            "resources": ["horizontalpodautoscalers"],
+            "verbs": ["list"],
+        },
+        events,
     ]
 
 

@@ -29,6 +29,7 @@ from receiver.models import ProblemState, RemediationState
 from receiver.remediation import machine
 from receiver.remediation.model import (
     Act,
+    Acted,
     Approved,
     AskApproval,
     Cancelled,
@@ -158,6 +159,11 @@ class Driver:
                 remediation.id, moved.progress, moved.judgement, scale_back=scale_back
             )
             self._observe(remediation, progress.state, moved.progress.state, log)
+            if not isinstance(event, Acted):  # an action's end was announced as it ended
+                why = moved.progress.reason or str(getattr(event, "why", ""))
+                await self._effects.announce(
+                    remediation, moved.judgement, moved.progress.state, why
+                )
             progress, effect = moved.progress, moved.effect
             if isinstance(event, Judged) and not event.healed:
                 log.info(

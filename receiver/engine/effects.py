@@ -14,11 +14,12 @@ from typing import Any
 from receiver import durations
 from receiver.actions.runner import Actions
 from receiver.clock import iso
+from receiver.engine import announcements
 from receiver.errors import ActionError
 from receiver.journal import RemediationStore
 from receiver.logs import Bound
 from receiver.metrics import Metrics
-from receiver.models import ActionOutcome, Custom, ServiceRef
+from receiver.models import ActionOutcome, Custom, RemediationState, ServiceRef
 from receiver.models import Escalate as EscalateAction
 from receiver.remediation.model import (
     Acted,
@@ -26,6 +27,7 @@ from receiver.remediation.model import (
     Escalated,
     Expired,
     Judged,
+    Judgement,
     Remediation,
     Resolved,
     ScaleBack,
@@ -85,6 +87,9 @@ class Effects:
         if step is not None and step.result is not StepResult.STARTED:
             return Acted(succeeded=step.result is StepResult.SUCCEEDED)
         await self._store.start_step(remediation.id, position, planned.action, planned.value)
+        await announcements.action_started(
+            self._actions, remediation, position, action=planned.action, value=planned.value
+        )
 
         async def save(checkpoint: dict[str, Any]) -> None:
             await self._store.save_checkpoint(remediation.id, position, checkpoint)
@@ -116,6 +121,14 @@ class Effects:
         )
         await self._store.finish_step(
             remediation.id, position, result=result, detail=detail, data=data
+        )
+        await announcements.action_ended(
+            self._actions,
+            remediation,
+            position,
+            action=planned.action,
+            result=result,
+            detail=detail,
         )
         log.info(
             f"remediation.action_{result.value}",
@@ -185,6 +198,21 @@ class Effects:
                 why=f"{why} over {durations.format_seconds(window)}, no value for {missing}"
             )
         return Judged(healed=healed, why=why)
+
+    async def announce(
+        self,
+        remediation: Remediation,
+        judgement: Judgement | None,
+        state: RemediationState,
+        why: str,
+    ) -> None:
+        """The Kubernetes Event of a verdict on a step, or of the end it came to without one."""
+        if judgement is not None:
+            await announcements.verdict(
+                self._actions, remediation, judgement.position, judgement.verdict, why
+            )
+        elif state.finished:
+            await announcements.ended(self._actions, remediation, state, why)
 
     async def _problem_open(self, remediation: Remediation) -> float:
         """Keptn's `problem_open`: 1 while a problem the remediation is for is open."""
@@ -280,11 +308,12 @@ class Effects:
             for step in timeline.get("steps", [])
             if step["action"] == "scaling"
             and step["result"] == StepResult.SUCCEEDED
-            and (step.get("data") or {}).get("kind") == "scale"
+            and (step.get("data") or {}).get("kind") in ("scale", "autoscaler")
         ]
         if not scalings:
             return None
-        first, last = scalings[0], scalings[-1]
+        last = scalings[-1]
+        first = next(s for s in scalings if s["kind"] == last["kind"])  # the same thing scaled
         return ScaleBack(
             remediation_id=remediation.id,
             service=remediation.service,
@@ -294,6 +323,7 @@ class Effects:
             deployment=last["deployment"],
             original=first["before"],
             scaled_to=last["target"],
+            autoscaler=last.get("autoscaler"),
         )
 
     async def scale_back(self, scale_back: ScaleBack) -> None:
@@ -302,16 +332,29 @@ class Effects:
         remediation_id = scale_back.remediation_id
         position = await self._store.next_position(remediation_id)
         await self._store.start_step(remediation_id, position, "scale-back", scale_back.original)
-        target = {"namespace": scale_back.namespace, "deployment": scale_back.deployment}
+        target = {
+            "namespace": scale_back.namespace,
+            "deployment": scale_back.deployment,
+            "autoscaler": scale_back.autoscaler,
+        }
         try:
-            _, current = await self._actions.kubernetes.read_replicas(
-                scale_back.namespace, (scale_back.deployment,)
-            )
+            if scale_back.autoscaler is not None:
+                owner = await self._actions.kubernetes.autoscaler(
+                    scale_back.namespace, scale_back.autoscaler
+                )
+                current = owner.min_replicas
+                found = f"autoscaler {owner.name} has minReplicas {current}, not the"
+                who = "someone else changed it"
+            else:
+                _, current = await self._actions.kubernetes.read_replicas(
+                    scale_back.namespace, (scale_back.deployment,)
+                )
+                found = f"{scale_back.deployment} has {current} replicas, not the"
+                who = "someone else scaled it"
             if current != scale_back.scaled_to:
                 result, detail = (
                     StepResult.FAILED,
-                    f"skipped: {scale_back.deployment} has {current} replicas, not the"
-                    f" {scale_back.scaled_to} this remediation set; someone else scaled it",
+                    f"skipped: {found} {scale_back.scaled_to} this remediation set; {who}",
                 )
             else:
                 outcome = await self._actions.scale_to(target, scale_back.original)

@@ -887,6 +887,7 @@ class SQLiteJournal:
                         deployment=saved["deployment"],
                         original=saved["original"],
                         scaled_to=saved["scaled_to"],
+                        autoscaler=saved.get("autoscaler"),  # written since 0.2
                     )
                 )
             return pending

@@ -328,6 +328,9 @@ class ScaleBack:
     deployment: str
     original: int
     scaled_to: int
+    # Where the replicas belong to a HorizontalPodAutoscaler, its name: `original` and
+    # `scaled_to` are then its minReplicas, before and after.
+    autoscaler: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -337,4 +340,5 @@ class ScaleBack:
             "deployment": self.deployment,
             "original": self.original,
             "scaled_to": self.scaled_to,
+            "autoscaler": self.autoscaler,
         }

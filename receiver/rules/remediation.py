@@ -28,11 +28,11 @@ from typing import Any
 
 from receiver import configtree, durations
 from receiver.errors import ConfigError
-from receiver.models import ActionKind, Custom, Escalate, Restart, Scale, Toggle
+from receiver.models import ActionKind, Custom, Escalate, Restart, Rollback, Scale, Toggle
 from receiver.remediation.model import Plan, PlannedAction
 
 DEFAULT_RULE = "default"
-ACTIONS = ("scaling", "featuretoggle", "toggle-feature", "restart", "escalate")
+ACTIONS = ("scaling", "featuretoggle", "toggle-feature", "restart", "rollback", "escalate")
 _API_VERSION = re.compile(r"^spec\.keptn\.sh/0\.1\.\d+$")
 _DELTA = re.compile(r"^\s*[+-]?\d+\s*$")
 _SWITCH = {"on": True, "off": False, "true": True, "false": False}
@@ -246,6 +246,8 @@ def _kind(name: str, value: Any) -> ActionKind:
         return Toggle(flags=_flags(value))
     if name == "restart":
         return Restart()
+    if name == "rollback":
+        return Rollback()
     if name == "escalate":
         return Escalate()
     return Custom(name=name, value=value)  # Keptn >= 0.7: whoever subscribed to the name

@@ -14,7 +14,7 @@ from receiver import configtree, manifests, settings
 from receiver.actions.kubernetes import RESTARTED_AT, Kubernetes
 from receiver.actions.runner import Actions
 from receiver.errors import PermanentActionError, TemporaryActionError
-from receiver.models import Restart, Scale, ServiceRef
+from receiver.models import Restart, Rollback, Scale, ServiceRef
 from receiver.settings import ServiceTarget
 from tests import kube_standin, processes
 from tests.actions.conftest import BACKOFF, CARTS, MakeActions, Sleeps
@@ -335,3 +335,58 @@ async def test_a_request_that_takes_too_long_is_retried(
             Scale(delta=1), CARTS
         )
     assert sleeps.delays == [BACKOFF]
+
+
+# -- what tests/actions/test_kubernetes_real.py proves on a real API server, here quickly ------
+
+
+async def test_an_autoscalers_floor_is_raised_instead_of_the_replicas(
+    make_actions: MakeActions, cluster: Cluster
+) -> None:
+    cluster.add_autoscaler(
+        NS, "carts-hpa", deployment="carts-primary", min_replicas=1, max_replicas=3
+    )
+    cluster.roles = None  # the HPA has a name the rendered Role does not know
+    outcome = await (await make_actions()).run(Scale(delta=1), CARTS)
+    assert outcome.data["kind"] == "autoscaler"
+    assert cluster.autoscalers[(NS, "carts-hpa")]["spec"]["minReplicas"] == 2
+    assert cluster.replicas(NS, "carts-primary") == 2  # its controller, at once here
+    assert cluster.scale_writes() == 0  # the Deployment's replicas were never written
+
+
+async def test_scaling_down_what_an_autoscaler_owns_is_refused_with_why(
+    make_actions: MakeActions, cluster: Cluster
+) -> None:
+    cluster.add_autoscaler(
+        NS, "carts-primary", deployment="carts-primary", min_replicas=1, max_replicas=3
+    )
+    with pytest.raises(PermanentActionError, match="scaling it down would be undone"):
+        await (await make_actions()).run(Scale(delta=-1), CARTS)
+
+
+async def test_rollback_restores_the_previous_revisions_template(
+    make_actions: MakeActions, cluster: Cluster
+) -> None:
+    cluster.roles = None
+    cluster.add_revision(NS, "carts-primary", 1, image="carts:1")
+    cluster.add_revision(NS, "carts-primary", 2, image="carts:2")
+    outcome = await (await make_actions()).run(Rollback(), CARTS)
+    assert outcome.detail.endswith("from revision 2 to the template of revision 1 (images carts:1)")
+    template = cluster.deployments[(NS, "carts-primary")]["spec"]["template"]
+    assert template["spec"]["containers"][0]["image"] == "carts:1"
+    assert "pod-template-hash" not in template["metadata"]["labels"]
+    (patch,) = [body for method, _, body in cluster.writes if method == "PATCH"]
+    assert [op["path"] for op in patch] == ["/spec/template", "/metadata/annotations"]
+
+
+async def test_events_are_written_about_the_deployment(
+    make_actions: MakeActions, cluster: Cluster
+) -> None:
+    await (await make_actions()).announce(
+        CARTS, reason="RemediationScaled", action="Scale", note="scaled"
+    )
+    (event,) = cluster.events
+    assert event["regarding"] == {
+        "apiVersion": "apps/v1", "kind": "Deployment", "namespace": NS, "name": "carts-primary"
+    }  # fmt: skip
+    assert event["metadata"]["name"].startswith("carts-primary.")

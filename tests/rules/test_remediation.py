@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from receiver import configtree
-from receiver.models import Custom, Escalate, Restart, Scale, Toggle
+from receiver.models import Custom, Escalate, Restart, Rollback, Scale, Toggle
 from receiver.rules import remediation
 
 KEPTN_06 = """
@@ -156,14 +156,16 @@ def test_an_action_name_the_receiver_does_not_run_is_keptns_custom_action() -> N
     assert remediation.action("run-snow-wf", {"p": 1}) == Custom(name="run-snow-wf", value={"p": 1})
     rules, errors = remediation.parse(
         yaml.safe_load(
-            "remediations:\n- {name: x, actions: [{action: rollback}, {action: restart}]}\n"
+            "remediations:\n- {name: x, actions: [{action: reboot}, {action: restart},"
+            " {action: rollback}]}\n"
         ),
         "r.yaml",
     )
     assert errors == []
     assert [a.kind for a in rules.rules[0].actions] == [
-        Custom(name="rollback", value=None),
+        Custom(name="reboot", value=None),
         Restart(),
+        Rollback(),
     ]
 
 
@@ -384,7 +386,7 @@ def test_check_warns_of_every_action_the_receiver_does_not_run_with_file_and_pat
         "apiVersion: spec.keptn.sh/0.1.4\nkind: Remediation\nspec:\n  remediations:\n"
         "  - problemType: x\n    actionsOnOpen:\n"
         "    - {action: scaling, value: lots}\n    - {action: run-snow-wf}\n"
-        "  - problemType: y\n    actionsOnOpen: [{action: restart}, {action: rollback}, 7]\n"
+        "  - problemType: y\n    actionsOnOpen: [{action: restart}, {action: reboot}, 7]\n"
     )
     orders = tmp_path / "shop" / "prod" / "orders"
     orders.mkdir(parents=True)
@@ -398,16 +400,16 @@ def test_check_warns_of_every_action_the_receiver_does_not_run_with_file_and_pat
     warnings = remediation.warnings(configtree.scan(tmp_path))
     assert [(Path(w.file).parent.name, w.path, w.message.split(" is ")[0]) for w in warnings] == [
         ("carts", "spec.remediations[0].actionsOnOpen[1].action", "'run-snow-wf'"),
-        ("carts", "spec.remediations[1].actionsOnOpen[1].action", "'rollback'"),
+        ("carts", "spec.remediations[1].actionsOnOpen[1].action", "'reboot'"),
         ("orders", "remediations[0].actions[0].action", "'page-someone'"),
     ]
     assert warnings[0].message == (
         "'run-snow-wf' is not an action the receiver runs (scaling, featuretoggle,"
-        " toggle-feature, restart, escalate), nor one mapped under actions.webhooks in"
+        " toggle-feature, restart, rollback, escalate), nor one mapped under actions.webhooks in"
         " receiver.yaml: a remediation reaching it records that it has no executor for it"
         " and moves on"
     )
     # Mapped to an HTTP action in receiver.yaml, it is one the receiver runs.
-    mapped = remediation.warnings(configtree.scan(tmp_path), webhooks=frozenset({"rollback"}))
-    assert "'rollback'" not in " ".join(w.message for w in mapped)
+    mapped = remediation.warnings(configtree.scan(tmp_path), webhooks=frozenset({"reboot"}))
+    assert "'reboot'" not in " ".join(w.message for w in mapped)
     assert len(mapped) == 2
