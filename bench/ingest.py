@@ -163,7 +163,9 @@ async def measure(servers: dict[str, tuple[str, int]], args: argparse.Namespace)
           f" {'p50 ms':>7} {'p99 ms':>7} {'loop us':>8} {'other us':>9}")  # fmt: skip
     for mix, pairs in results.items():
         ratio = statistics.median(r["rate"] / b["rate"] for b, r in pairs)
-        cpu = statistics.median(r["cpu"] / b["cpu"] for b, r in pairs if b["cpu"] > 0)
+        # A round too short for the bare app to use a clock tick (10 ms) of CPU: no ratio.
+        ratios = [r["cpu"] / b["cpu"] for b, r in pairs if b["cpu"] > 0]
+        cpu = statistics.median(ratios) if ratios else float("nan")
         print(
             f"{mix:<9} {ratio:6.2f} {cpu:6.1f}"
             f" {statistics.median(b['rate'] for b, _ in pairs):11.0f}"

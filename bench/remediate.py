@@ -94,7 +94,8 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config"
         write_config(config, 2 * count)
-        cluster = kube_standin.Cluster()
+        # The RBAC `receiver manifests` renders for this configuration, as a user applies it.
+        cluster = kube_standin.Cluster(roles=kube_standin.roles_for(config))
         for index in range(2 * count):
             cluster.add_deployment(NS, f"svc{index}-primary", replicas=1)
         kube = TestServer(kube_standin.create_app(cluster))
