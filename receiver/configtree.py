@@ -19,6 +19,7 @@ payload cannot reach a file that the index does not hold.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -113,12 +114,31 @@ def scan(root: Path) -> ConfigTree:
     not a directory."""
     if not root.is_dir():
         raise ConfigError(str(root), "", "configuration directory does not exist")
-    files = frozenset(
-        relative
-        for relative in (path.relative_to(root) for path in root.rglob("*.yaml"))
-        if _indexed(relative)
-    )
+    files = frozenset(relative for relative in walk(root, ".yaml") if _indexed(relative))
     return ConfigTree(root=root, files=files, contents={root / f: _read(root / f) for f in files})
+
+
+def walk(root: Path, suffix: str) -> list[Path]:
+    """Every file under `root` whose name ends with `suffix`, relative to it, in path order.
+
+    Through symlinks: a ConfigMap volume is symlinks (`sockshop -> ..data/sockshop`, where
+    `..data` points at a timestamped folder), and pathlib's rglob does not follow a
+    symlinked directory, so a receiver in a pod would have found no file at all. The
+    kubelet's own `..`-prefixed entries are passed over (their files are reached through
+    the links), and a link back up the tree is walked once."""
+    found: list[Path] = []
+    visited: set[str] = set()
+    for directory, subdirectories, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in visited:
+            subdirectories.clear()
+            continue
+        visited.add(real)
+        subdirectories[:] = [d for d in subdirectories if not d.startswith("..")]
+        base = Path(directory).relative_to(root)
+        # A directory named like a file is found too: reading it says what is wrong.
+        found.extend(base / name for name in (*names, *subdirectories) if name.endswith(suffix))
+    return sorted(found)
 
 
 def _read(file: Path) -> Any | ConfigError:
@@ -154,8 +174,8 @@ def check(tree: ConfigTree) -> list[ConfigError]:
     into a mapping (each reported here once; the later checks pass over such a file), and
     files where the layout does not look for them."""
     errors = tree.unreadable()
-    for path in sorted(tree.root.rglob("*.yaml")):
-        relative = path.relative_to(tree.root)
+    for relative in walk(tree.root, ".yaml"):
+        path = tree.root / relative
         if path.name in SERVICE_FILES and _in_provider_dir(relative) and not _indexed(relative):
             provider = next(part for part in relative.parts if part in PROVIDER_DIRS)
             errors.append(
@@ -166,7 +186,7 @@ def check(tree: ConfigTree) -> list[ConfigError]:
                     " project, stage or service",
                 )
             )
-    for path in sorted(tree.root.rglob("*.yml")):
+    for path in (tree.root / relative for relative in walk(tree.root, ".yml")):
         if path.with_suffix(".yaml").name in SERVICE_FILES:
             errors.append(
                 ConfigError(str(path), "", f"ignored: the file must be named {path.stem}.yaml")

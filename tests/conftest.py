@@ -43,6 +43,18 @@ def config_dir(tmp_path: Path) -> Path:
     return target
 
 
+def config_map_volume(directory: Path, source: Path = EXAMPLE_CONFIG) -> Path:
+    """`source` as the kubelet lays out a ConfigMap volume with `items` (what
+    generated/config-volume.yaml mounts): the files in a timestamped folder, `..data`
+    pointing at it, each top-level entry a symlink through `..data`."""
+    stamp = directory / "..2026_12_04_03_00_00.000000001"
+    shutil.copytree(source, stamp)
+    (directory / "..data").symlink_to(stamp.name)
+    for entry in stamp.iterdir():
+        (directory / entry.name).symlink_to(f"..data/{entry.name}")
+    return directory
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> settings.Settings:
     values: dict[str, Any] = {
         "store_path": journal_url(tmp_path),

@@ -26,8 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from receiver import cli, configuration, server
+from receiver.models import ServiceRef
 from tests import processes
-from tests.conftest import AUTH, EXAMPLE_CONFIG, TOKEN, make_settings
+from tests.conftest import AUTH, EXAMPLE_CONFIG, TOKEN, config_map_volume, make_settings
 
 CARTS = Path("sockshop") / "production" / "carts"
 BOMB = 'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]\n' + "".join(
@@ -203,6 +204,24 @@ def test_check_and_serve_refuse_a_broken_configuration_with_the_same_messages(
     assert code == 1
     assert any(variant.says in line for line in checked), checked
     assert serve_lines(config_dir, capsys) == checked
+
+
+def test_a_configuration_mounted_as_a_configmap_volume_is_read_whole(
+    tmp_path: Path, environment: pytest.MonkeyPatch
+) -> None:
+    """In a pod the files are symlinks through `..data` (a ConfigMap volume): followed, or a
+    receiver in a pod finds no remediation.yaml (it did; only running the image showed it)."""
+    volume = config_map_volume(tmp_path / "config")
+    config = configuration.require(volume)
+    assert config.services() == (
+        ServiceRef(project="sockshop", stage="production", service="carts"),
+    )
+    assert sorted(str(f) for f in config.tree.files) == [
+        "sockshop/production/carts/remediation.yaml",
+        "sockshop/production/carts/sli.yaml",
+        "sockshop/production/carts/slo.yaml",
+    ]
+    assert set(config.slos) == set(config.services())
 
 
 def call(port: int, path: str, method: str = "GET") -> tuple[int, Any]:
