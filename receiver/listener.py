@@ -80,9 +80,31 @@ class _Handler(web.RequestHandler, auth.Connection):
         else:
             self.force_close()
 
+    # On SIGTERM aiohttp closes every connection (close(), then shutdown()), and from then on
+    # drops what arrives on it, the rest of a body in flight included: a webhook still being
+    # uploaded waited for its body until server.body_timeout and was answered 408 (found by
+    # stopping the image as Kubernetes does). The request in flight gets the rest of its
+    # body, and its answer, before the connection goes. (aiohttp's own attributes: its
+    # shutdown tells a busy connection from an idle one by _request_in_progress too.)
+
     def data_received(self, data: bytes) -> None:
-        if not self._refused:
-            super().data_received(data)
+        if self._refused:
+            return
+        if self._close and not self._force_close and getattr(self, "_request_in_progress", False):
+            self._close = False  # for this body only: no new request is taken after it
+            try:
+                super().data_received(data)
+            finally:
+                self._close = True
+            return
+        super().data_received(data)
+
+    async def shutdown(self, timeout: float | None = 15.0) -> None:  # noqa: ASYNC109 - aiohttp's
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or 0.0)
+        while getattr(self, "_request_in_progress", False) and loop.time() < deadline:  # noqa: ASYNC110 - aiohttp signals no event
+            await asyncio.sleep(0.05)
+        await super().shutdown(max(0.0, deadline - loop.time()))
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._refused:
