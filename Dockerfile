@@ -18,7 +18,9 @@ COPY requirements.lock ./
 RUN pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY receiver ./receiver
-RUN pip install --no-deps .
+# The build backend came from pip's isolated build environment: the venv's own setuptools
+# (ensurepip's) is never used by the service. pip stays, for `pip check` and `pip list`.
+RUN pip install --no-deps . && pip check && pip uninstall --yes --quiet setuptools
 
 # -- runtime ---------------------------------------------------------------------------------
 FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16
@@ -29,8 +31,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     RECEIVER_LOG_FORMAT=json
 COPY --from=build /opt/venv /opt/venv
 COPY config /etc/selfheal/config
-# The journal's directory, writable by the receiver's user (a volume in Kubernetes).
-RUN mkdir -p /var/lib/selfheal && chown 10001:10001 /var/lib/selfheal
+# The journal's directory, writable by the receiver's user (a volume in Kubernetes), and
+# nothing else: the world-writable temporary directories lose their write bit (the
+# Deployment mounts an emptyDir at /tmp; a read-only root filesystem needs none of them).
+RUN mkdir -p /var/lib/selfheal && chown 10001:10001 /var/lib/selfheal \
+    && chmod 0755 /tmp /var/tmp /run/lock
 # A numeric user: Kubernetes' runAsNonRoot can only verify a numeric one.
 USER 10001:10001
 WORKDIR /var/lib/selfheal

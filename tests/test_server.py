@@ -332,7 +332,13 @@ async def test_health_and_readiness_say_which_actions_cannot_run(
     body = await ready.json()
     assert body["checks"] | {"configuration": "loaded", "journal": "open"} == body["checks"]
     assert body["checks"]["kubernetes"].startswith("no Kubernetes access: not in a cluster")
-    assert set(body["actions_unavailable"]) == {"scaling", "restart", "toggle-feature", "escalate"}
+    assert set(body["actions_unavailable"]) == {
+        "scaling",
+        "restart",
+        "rollback",
+        "toggle-feature",
+        "escalate",
+    }
 
 
 async def test_metrics_count_notifications_and_open_problems(client: Client) -> None:

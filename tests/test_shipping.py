@@ -84,7 +84,9 @@ def test_the_image_is_built_from_a_pinned_base_and_hash_locked_dependencies() ->
     assert len(set(bases)) == 1
     assert re.fullmatch(r"python:3\.11[.\d]*-slim-bookworm@sha256:[0-9a-f]{64}", bases[0])
     assert "RUN pip install --require-hashes --no-deps -r requirements.lock" in lines
-    assert "RUN pip install --no-deps ." in lines  # the receiver itself: nothing unlocked
+    # The receiver itself: nothing unlocked, the set consistent, nothing of the build left.
+    install = "RUN pip install --no-deps . && pip check && pip uninstall --yes --quiet setuptools"
+    assert install in lines
     # The lock pins every dependency pyproject.toml names, each with its hashes, at the
     # version the tests run with.
     lock = (ROOT / "requirements.lock").read_text()
