@@ -14,6 +14,7 @@ from tests import processes
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 RUNS = {
+    "image.py": ([], "MB, "),
     "ingest.py": (["--rounds", "1", "--requests", "20", "--concurrency", "4"], "repeats"),
     "overload.py": (["--seconds", "1", "--concurrency", "8"], "/healthz:"),
     "remediate.py": (["--problems", "3"], "burst of 3"),

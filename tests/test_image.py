@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -28,6 +29,7 @@ import pytest
 
 from tests import processes
 from tests.conftest import TOKEN, config_map_volume, payload
+from tests.kube_control_plane import ControlPlane, deployment
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = os.environ.get("SELFHEAL_IMAGE", "selfheal-receiver:test")
@@ -78,6 +80,7 @@ class Pod:
         self.secrets = home / "secrets"
         self.secrets.mkdir(exist_ok=True)
         (self.secrets / "auth-token").write_text(TOKEN)
+        self.extra_volumes: list[str] = []
 
     def run_args(self) -> list[str]:
         env = {
@@ -96,6 +99,7 @@ class Pod:
             "-v", f"{self.config}:/etc/selfheal/config:ro",
             "-v", f"{self.secrets}:/var/run/secrets/selfheal:ro",
             "--tmpfs", "/tmp",  # noqa: S108 - the container's: an emptyDir in the pod
+            *[f"--volume={volume}" for volume in self.extra_volumes],
             *[f"--env={k}={v}" for k, v in env.items()],
         ]  # fmt: skip
 
@@ -266,3 +270,43 @@ def test_every_file_the_dockerfile_copies_is_in_the_build_context() -> None:
     assert {"requirements.lock", "receiver", "config"} <= set(sources)
     assert set(sources) <= included, set(sources) - included
     assert ignored[0] == "*"  # everything else stays out of the context
+
+
+def test_the_image_in_a_pod_scales_a_deployment_on_a_real_api_server(
+    image: str, tmp_path: Path, kube: ControlPlane
+) -> None:
+    """The image with the pod's service account files mounted where the kubelet mounts them,
+    against the real kube-apiserver of tests/kube_control_plane.py, the RBAC `receiver
+    manifests` renders applied: a remediation scales the Deployment for real."""
+    namespace = f"image-{secrets.token_hex(4)}"
+    pod = Pod(tmp_path, image)
+    receiver_yaml = Path(os.readlink(pod.config / "receiver.yaml"))
+    stamp = pod.config / receiver_yaml.parent
+    with (stamp / "receiver.yaml").open("a") as file:
+        file.write(f"\nservices:\n  sockshop/production/carts: {{namespace: {namespace}}}\n")
+    kube.kubectl("create", "namespace", namespace)
+    kube.apply(deployment(namespace, "carts-primary"))
+    env, _ = kube.install_receiver(stamp, tmp_path / "serviceaccount")
+    pod.env = {k: v for k, v in env.items() if k.startswith("KUBERNETES_")}
+    pod.env["RECEIVER_KUBERNETES_SERVICE_ACCOUNT_DIR"] = (
+        "/var/run/secrets/kubernetes.io/serviceaccount"
+    )
+    pod.extra_volumes = [
+        f"{tmp_path / 'serviceaccount'}:/var/run/secrets/kubernetes.io/serviceaccount:ro"
+    ]
+    pod.start()
+    try:
+        assert pod.get("/readyz")[1]["checks"]["kubernetes"] == "connected"
+        _, answer = pod.get("/webhooks/alertmanager", body=payload("alertmanager-firing.json"))
+        rid = answer["recorded"][0]["remediation_id"]
+        waiting = until(
+            pod, f"/api/v1/remediations/{rid}", lambda d: d["phase"] == "wait", "the wait"
+        )
+        assert (
+            waiting["steps"][0]["detail"]
+            == f"scaled {namespace}/carts-primary from 1 to 2 replicas"
+        )
+        assert kube.get("deployment", "carts-primary", namespace)["spec"]["replicas"] == 2
+    finally:
+        pod.remove()
+        kube.kubectl("delete", "namespace", namespace, "--wait=false")
